@@ -70,7 +70,8 @@ start_postgres() {
   mkdir -p "$dir"
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     port=$(free_port); echo "$port" >"$dir/port"
-    [ "$(id -u)" = 0 ] && chown postgres "$dir"
+    # The server runs as `postgres` when we are root: let it reach and own its directory.
+    if [ "$(id -u)" = 0 ]; then chmod o+x "$1"; chown postgres "$dir"; fi
     as_pg "$PGBIN/initdb" -D "$dir/data" -U app --auth=trust -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
   fi
