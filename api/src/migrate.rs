@@ -8,9 +8,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
@@ -397,8 +399,11 @@ impl Migrator {
 }
 
 /// Opens one connection (migrations run on a single session: the lock is per session).
+/// Server notices such as "relation already exists, skipping" are not worth a log line.
 pub async fn connect(database_url: &str) -> Result<PgConnection, MigrateError> {
-    Ok(PgConnection::connect(database_url).await?)
+    let options =
+        PgConnectOptions::from_str(database_url)?.options([("client_min_messages", "warning")]);
+    Ok(PgConnection::connect_with(&options).await?)
 }
 
 async fn lock(conn: &mut PgConnection) -> Result<(), MigrateError> {

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the tests need, then runs
+# formatting and lint checks, every Rust test (each starts its own PostgreSQL, Redis and
+# AWS emulator on free loopback ports through scripts/services.sh), and the offline
+# infrastructure checks.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# No test may reach real AWS or the instance-metadata address.
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 \
+  AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "install test dependencies"
+scripts/services.sh install
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+if [ -x scripts/check-terraform.sh ]; then
+  step "terraform checks"
+  scripts/check-terraform.sh
+fi
+
+step "all tests passed"
