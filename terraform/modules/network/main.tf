@@ -1,14 +1,12 @@
 # VPC across two Availability Zones: public subnets hold the ALB and the NAT
 # gateway(s); private subnets hold the Fargate tasks, RDS and Redis.
 
-data "aws_availability_zones" "available" {
-  state = "available"
-}
-
 data "aws_region" "current" {}
 
 locals {
-  azs       = slice(data.aws_availability_zones.available.names, 0, 2)
+  # Named explicitly rather than looked up: the layout never shifts when AWS
+  # adds a zone to the Region.
+  azs       = var.availability_zones
   nat_count = var.single_nat_gateway ? 1 : length(local.azs)
 }
 

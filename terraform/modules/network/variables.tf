@@ -13,6 +13,16 @@ variable "vpc_cidr" {
   }
 }
 
+variable "availability_zones" {
+  description = "The two Availability Zone names to use, e.g. [\"us-east-1a\", \"us-east-1b\"]."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.availability_zones) == 2 && length(distinct(var.availability_zones)) == 2
+    error_message = "availability_zones must name exactly two distinct zones."
+  }
+}
+
 variable "single_nat_gateway" {
   description = "true: one NAT gateway shared by both AZs (cheaper, for dev/staging); false: one per AZ."
   type        = bool

@@ -55,6 +55,13 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "assets" {
   }
 }
 
+# Object-level events (uploads, deletes) go to EventBridge: the hook for media
+# processing and for auditing deletions. No charge until a rule consumes them.
+resource "aws_s3_bucket_notification" "assets" {
+  bucket      = aws_s3_bucket.assets.id
+  eventbridge = true
+}
+
 resource "aws_s3_bucket_logging" "assets" {
   bucket        = aws_s3_bucket.assets.id
   target_bucket = aws_s3_bucket.logs.id
@@ -79,9 +86,6 @@ resource "aws_s3_bucket_lifecycle_configuration" "assets" {
     filter {}
     noncurrent_version_expiration {
       noncurrent_days = var.noncurrent_version_expiration_days
-    }
-    expiration {
-      expired_object_delete_marker = true
     }
   }
 
@@ -176,6 +180,11 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "logs" {
       sse_algorithm = "AES256"
     }
   }
+}
+
+resource "aws_s3_bucket_notification" "logs" {
+  bucket      = aws_s3_bucket.logs.id
+  eventbridge = true
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "logs" {
