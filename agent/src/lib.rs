@@ -1,9 +1,210 @@
 //! The observability sidecar.
 //!
-//! Architecture: sources (FireLens Fluent Forward, stdin, file tail, HTTP, OTLP) feed a
-//! bounded pipeline (parse once, enrich with ECS metadata, redact) whose sinks ship to
-//! CloudWatch Logs, CloudWatch Metrics, Prometheus and Sentry. This crate is a skeleton
-//! until the log pipeline lands.
+//! Architecture: **sources** (`sources/`: Fluent Forward as FireLens speaks it, stdin, file
+//! tail, HTTP) hand raw lines to the **pipeline** (`pipeline/`: parse once, redact, ECS
+//! metadata, a hard memory ceiling that slows inputs instead of growing), whose receiver
+//! feeds the **sinks** (`sinks/`: CloudWatch Logs, batching within the PutLogEvents rules,
+//! retrying with backoff). Shutdown flows downstream: SIGTERM makes the agent unready,
+//! sources stop, the channel closes, the sink flushes under a deadline.
+//! The admin server (`admin`) exposes `/health`, `/ready` and `/metrics`.
+
+pub mod admin;
+pub mod config;
+pub mod metrics;
+pub mod pipeline;
+pub mod sinks;
+pub mod sources;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::metrics::{Metrics, SourceKind};
+use crate::pipeline::budget::MemoryBudget;
+use crate::pipeline::ecs::SharedTaskInfo;
+use crate::pipeline::parse::ParseFields;
+use crate::pipeline::redact::Redactor;
+use crate::pipeline::{EventSenders, Processor};
+use crate::sinks::cloudwatch_logs::CloudWatchLogsSink;
 
 /// The agent's version, as reported by `agent --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How long sources get to stop after shutdown begins, before the drain.
+const SOURCE_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the agent until `shutdown` resolves (SIGTERM in production) or every source has
+/// ended (stdin reached EOF), then drains under the configured grace deadline.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let budget = MemoryBudget::new(config.memory_limit_bytes());
+    let ready = Arc::new(AtomicBool::new(false));
+    let redactor = config
+        .pipeline
+        .redaction
+        .enabled
+        .then(|| Redactor::new(&config.pipeline.redaction.keys));
+    let processor = Processor::new(
+        ParseFields {
+            timestamp: config.pipeline.timestamp_field.clone(),
+            level: config.pipeline.level_field.clone(),
+        },
+        redactor,
+        config.sinks.cloudwatch_logs.max_event_bytes,
+    );
+    let (senders, receiver) = pipeline::channel(processor, budget.clone(), metrics.clone());
+
+    let admin_listener = tokio::net::TcpListener::bind(&config.admin.address).await?;
+    tracing::info!(address = %config.admin.address, "admin server listening");
+    let admin_stop = CancellationToken::new();
+    let admin = tokio::spawn({
+        let router = admin::router(admin::AdminState {
+            ready: ready.clone(),
+            metrics: metrics.clone(),
+            budget: budget.clone(),
+        });
+        let stop = admin_stop.clone();
+        async move {
+            axum::serve(admin_listener, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        }
+        .instrument(tracing::info_span!("admin"))
+    });
+
+    let task_info = SharedTaskInfo::default();
+    if let Ok(uri) = std::env::var("ECS_CONTAINER_METADATA_URI_V4") {
+        tokio::spawn(
+            pipeline::ecs::fetch_in_background(uri, task_info.clone())
+                .instrument(tracing::info_span!("ecs_metadata")),
+        );
+    }
+
+    let abandon = CancellationToken::new();
+    let client = sinks::cloudwatch_logs::client(&config.sinks.cloudwatch_logs).await;
+    let sink = CloudWatchLogsSink::new(
+        client,
+        config.sinks.cloudwatch_logs.clone(),
+        budget.clone(),
+        metrics.clone(),
+        task_info,
+        abandon.clone(),
+    );
+    let mut sink_task = tokio::spawn(
+        sink.run(receiver)
+            .instrument(tracing::info_span!("sink", kind = "cloudwatch_logs")),
+    );
+
+    let stop_sources = CancellationToken::new();
+    let mut sources = spawn_sources(&config, &senders, &stop_sources).await?;
+    drop(senders);
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(version = VERSION, sources = sources.len(), "agent started");
+
+    tokio::pin!(shutdown);
+    let mut all_ended = false;
+    while !all_ended {
+        tokio::select! {
+            () = &mut shutdown => break,
+            done = sources.join_next() => match done {
+                None => all_ended = true,
+                Some(Ok(Err(error))) => tracing::error!(error = %format!("{error:#}"), "a source failed"),
+                Some(Err(error)) => tracing::error!(error = %error, "a source task panicked"),
+                Some(Ok(Ok(()))) => {}
+            },
+        }
+    }
+
+    // Shutdown: unready, stop sources (closing the pipeline), drain the sink in time.
+    ready.store(false, Ordering::Relaxed);
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        buffered_bytes = budget.in_use(),
+        "shutting down: stopping inputs, flushing"
+    );
+    stop_sources.cancel();
+    let stop_deadline = tokio::time::Instant::now() + SOURCE_STOP_TIMEOUT.min(grace);
+    while let Ok(Some(_)) = tokio::time::timeout_at(stop_deadline, sources.join_next()).await {}
+    sources.abort_all();
+
+    let undelivered = match tokio::time::timeout(grace, &mut sink_task).await {
+        Ok(result) => result.unwrap_or(0),
+        Err(_) => {
+            abandon.cancel();
+            sink_task.await.unwrap_or(0)
+        }
+    };
+    if undelivered > 0 {
+        tracing::error!(
+            undelivered,
+            "shutdown deadline passed: events could not be delivered"
+        );
+    } else {
+        tracing::info!(sent = metrics.sent_events(), "flushed everything; exiting");
+    }
+    admin_stop.cancel();
+    let _ = admin.await;
+    Ok(())
+}
+
+async fn spawn_sources(
+    config: &Config,
+    senders: &EventSenders,
+    stop: &CancellationToken,
+) -> anyhow::Result<JoinSet<anyhow::Result<()>>> {
+    let mut set = JoinSet::new();
+    let s = &config.sources;
+    if s.stdin.is_some() {
+        let out = senders.for_source(SourceKind::Stdin);
+        set.spawn(
+            sources::stdin::run(out, stop.child_token())
+                .instrument(tracing::info_span!("source", kind = "stdin")),
+        );
+    }
+    if let Some(forward) = &s.forward {
+        let out = senders.for_source(SourceKind::Forward);
+        set.spawn(
+            sources::forward::run(forward.clone(), out, stop.child_token())
+                .instrument(tracing::info_span!("source", kind = "forward")),
+        );
+    }
+    if let Some(file) = &s.file {
+        let out = senders.for_source(SourceKind::File);
+        set.spawn(
+            sources::file::run(file.clone(), out, stop.child_token())
+                .instrument(tracing::info_span!("source", kind = "file")),
+        );
+    }
+    if let Some(http) = &s.http {
+        let out = senders.for_source(SourceKind::Http);
+        set.spawn(
+            sources::http::run(http.clone(), out, stop.child_token())
+                .instrument(tracing::info_span!("source", kind = "http")),
+        );
+    }
+    Ok(set)
+}
+
+/// Installs the agent's own logging: JSON lines on stderr (stdout stays free for data).
+pub fn init_logging(level: &str) {
+    let level = level
+        .parse::<tracing::Level>()
+        .unwrap_or(tracing::Level::INFO);
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

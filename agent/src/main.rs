@@ -1,11 +1,145 @@
-//! `agent`: parse the command line and run. Nothing else.
+//! `agent`: parse the command line and configuration, init logging, call `agent::run`.
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agent::config::{Config, ProcessEnv};
+use clap::{Parser, Subcommand};
+
+/// sysexits.h EX_USAGE: the configuration is wrong.
+const EX_USAGE: u8 = 64;
 
 #[derive(Debug, Parser)]
 #[command(name = "agent", version = agent::VERSION, about = "Observability sidecar for AWS ECS")]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the sidecar.
+    Run {
+        /// The TOML configuration.
+        #[arg(
+            long,
+            short,
+            env = "AGENT_CONFIG",
+            default_value = "/etc/agent/agent.toml"
+        )]
+        config: PathBuf,
+    },
+    /// Check a configuration and report every problem (exit 64 if any).
+    Validate {
+        /// The TOML configuration.
+        #[arg(
+            long,
+            short,
+            env = "AGENT_CONFIG",
+            default_value = "/etc/agent/agent.toml"
+        )]
+        config: PathBuf,
+    },
+    /// Exit 0 when the admin server answers GET /health (container health checks).
+    Health {
+        /// Admin address.
+        #[arg(long, default_value = "127.0.0.1:9880")]
+        address: String,
+    },
+}
+
+#[allow(
+    clippy::print_stderr,
+    reason = "configuration errors are for the operator's terminal"
+)]
+fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        eprintln!("agent: cannot read {}: {error}", path.display());
+        ExitCode::from(EX_USAGE)
+    })?;
+    Config::parse(&text, &ProcessEnv).map_err(|errors| {
+        eprint!("agent: {}: {errors}", path.display());
+        ExitCode::from(EX_USAGE)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { config } => match load(&config) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(code) => code,
+        },
+        Command::Run { config } => {
+            let config = match load(&config) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            agent::init_logging(&config.log_level);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    tracing::error!(error = %error, "cannot start the runtime");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = runtime.block_on(agent::run(config, shutdown_signal()));
+            // A blocking stdin read may still be parked in the runtime's blocking pool; it
+            // must not hold the exit.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), "agent failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Health { address } => health(&address),
+    }
+}
+
+fn health(address: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    let check = || -> std::io::Result<bool> {
+        let addr: std::net::SocketAddr = address
+            .parse()
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad address"))?;
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head)?;
+        Ok(&head == b"HTTP/1.1 200")
+    };
+    if check().unwrap_or(false) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// SIGTERM (ECS stopping the task) or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
 }

@@ -1,0 +1,423 @@
+//! The agent's own telemetry: counters and gauges in one place, rendered in the Prometheus
+//! text format on the admin `/metrics`. Names come from this file only.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::pipeline::budget::MemoryBudget;
+
+/// Where events came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    /// Fluent Forward (FireLens), TCP or Unix socket.
+    Forward,
+    /// Standard input.
+    Stdin,
+    /// Tailed files.
+    File,
+    /// `POST /v1/logs`.
+    Http,
+}
+
+impl SourceKind {
+    /// Every kind, in label order.
+    pub const ALL: [Self; 4] = [Self::Forward, Self::Stdin, Self::File, Self::Http];
+
+    /// The `source` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forward => "forward",
+            Self::Stdin => "stdin",
+            Self::File => "file",
+            Self::Http => "http",
+        }
+    }
+}
+
+/// Why events did not reach CloudWatch Logs. Every one is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Older than CloudWatch accepts (14 days, or the group's retention).
+    TooOld,
+    /// More than 2 hours in the future.
+    TooNew,
+    /// Rejected by CloudWatch in `rejectedLogEventsInfo`.
+    Rejected,
+    /// A non-retryable error for the whole request.
+    PermanentError,
+    /// Still unsent when the shutdown deadline passed.
+    ShutdownDeadline,
+}
+
+impl DropReason {
+    /// Every reason, in label order.
+    pub const ALL: [Self; 5] = [
+        Self::TooOld,
+        Self::TooNew,
+        Self::Rejected,
+        Self::PermanentError,
+        Self::ShutdownDeadline,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TooOld => "too_old",
+            Self::TooNew => "too_new",
+            Self::Rejected => "rejected",
+            Self::PermanentError => "permanent_error",
+            Self::ShutdownDeadline => "shutdown_deadline",
+        }
+    }
+}
+
+/// Why a request was retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetryReason {
+    /// ThrottlingException or 429.
+    Throttled,
+    /// 5xx or ServiceUnavailable.
+    ServerError,
+    /// No answer in time.
+    Timeout,
+    /// Connection refused or reset.
+    Connection,
+    /// The group or stream was missing and has been created.
+    ResourceNotFound,
+}
+
+impl RetryReason {
+    /// Every reason, in label order.
+    pub const ALL: [Self; 5] = [
+        Self::Throttled,
+        Self::ServerError,
+        Self::Timeout,
+        Self::Connection,
+        Self::ResourceNotFound,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Throttled => "throttled",
+            Self::ServerError => "server_error",
+            Self::Timeout => "timeout",
+            Self::Connection => "connection",
+            Self::ResourceNotFound => "resource_not_found",
+        }
+    }
+}
+
+/// Upper bounds (ms) of the PutLogEvents latency histogram.
+const LATENCY_BUCKETS_MS: [u64; 11] = [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
+
+/// All counters. Shared by reference (`Arc<Metrics>`), never global.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    received_events: [AtomicU64; 4],
+    received_bytes: [AtomicU64; 4],
+    sent_events: AtomicU64,
+    sent_bytes: AtomicU64,
+    dropped: [AtomicU64; 5],
+    retries: [AtomicU64; 5],
+    requests_ok: AtomicU64,
+    requests_failed: AtomicU64,
+    truncated: AtomicU64,
+    invalid_utf8: AtomicU64,
+    redacted: AtomicU64,
+    latency_buckets: [AtomicU64; 11],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+}
+
+fn index<T: PartialEq>(all: &[T], item: &T) -> usize {
+    all.iter().position(|x| x == item).unwrap_or(0)
+}
+
+impl Metrics {
+    /// Lines accepted from a source.
+    pub fn received(&self, source: SourceKind, events: u64, bytes: u64) {
+        let i = index(&SourceKind::ALL, &source);
+        self.received_events[i].fetch_add(events, Ordering::Relaxed);
+        self.received_bytes[i].fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Events CloudWatch Logs accepted.
+    pub fn sent(&self, events: u64, bytes: u64) {
+        self.sent_events.fetch_add(events, Ordering::Relaxed);
+        self.sent_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Events that will never be delivered.
+    pub fn dropped(&self, reason: DropReason, events: u64) {
+        self.dropped[index(&DropReason::ALL, &reason)].fetch_add(events, Ordering::Relaxed);
+    }
+
+    /// A request that will be tried again.
+    pub fn retried(&self, reason: RetryReason) {
+        self.retries[index(&RetryReason::ALL, &reason)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A finished PutLogEvents call.
+    pub fn request(&self, ok: bool, latency: Duration) {
+        if ok {
+            &self.requests_ok
+        } else {
+            &self.requests_failed
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        let ms = latency.as_millis() as u64;
+        for (bound, bucket) in LATENCY_BUCKETS_MS.iter().zip(&self.latency_buckets) {
+            if ms <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us
+            .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// An event cut to the size CloudWatch accepts.
+    pub fn truncated(&self, events: u64) {
+        self.truncated.fetch_add(events, Ordering::Relaxed);
+    }
+
+    /// A line that was not valid UTF-8 (shipped lossily).
+    pub fn invalid_utf8(&self) {
+        self.invalid_utf8.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A line that had secrets replaced.
+    pub fn redacted(&self) {
+        self.redacted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Current value of the sent-events counter (tests and the shutdown report).
+    pub fn sent_events(&self) -> u64 {
+        self.sent_events.load(Ordering::Relaxed)
+    }
+
+    /// Current value of a drop counter.
+    pub fn dropped_events(&self, reason: DropReason) -> u64 {
+        self.dropped[index(&DropReason::ALL, &reason)].load(Ordering::Relaxed)
+    }
+
+    /// Current value of a retry counter.
+    pub fn retries(&self, reason: RetryReason) -> u64 {
+        self.retries[index(&RetryReason::ALL, &reason)].load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self, budget: &MemoryBudget) -> String {
+        let mut out = String::with_capacity(4096);
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        family(
+            &mut out,
+            "agent_events_received_total",
+            "counter",
+            "Log events accepted from each input.",
+        );
+        for (i, s) in SourceKind::ALL.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "agent_events_received_total{{source=\"{}\"}} {}",
+                s.as_str(),
+                get(&self.received_events[i])
+            );
+        }
+        family(
+            &mut out,
+            "agent_bytes_received_total",
+            "counter",
+            "Bytes of log events accepted from each input.",
+        );
+        for (i, s) in SourceKind::ALL.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "agent_bytes_received_total{{source=\"{}\"}} {}",
+                s.as_str(),
+                get(&self.received_bytes[i])
+            );
+        }
+        family(
+            &mut out,
+            "agent_events_sent_total",
+            "counter",
+            "Log events stored by CloudWatch Logs.",
+        );
+        let _ = writeln!(out, "agent_events_sent_total {}", get(&self.sent_events));
+        family(
+            &mut out,
+            "agent_bytes_sent_total",
+            "counter",
+            "Message bytes stored by CloudWatch Logs.",
+        );
+        let _ = writeln!(out, "agent_bytes_sent_total {}", get(&self.sent_bytes));
+        family(
+            &mut out,
+            "agent_events_dropped_total",
+            "counter",
+            "Log events that will not be delivered, by reason.",
+        );
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "agent_events_dropped_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                get(&self.dropped[i])
+            );
+        }
+        family(
+            &mut out,
+            "agent_retries_total",
+            "counter",
+            "PutLogEvents calls retried, by reason.",
+        );
+        for (i, r) in RetryReason::ALL.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "agent_retries_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                get(&self.retries[i])
+            );
+        }
+        family(
+            &mut out,
+            "agent_put_log_events_total",
+            "counter",
+            "PutLogEvents calls by outcome.",
+        );
+        let _ = writeln!(
+            out,
+            "agent_put_log_events_total{{outcome=\"ok\"}} {}",
+            get(&self.requests_ok)
+        );
+        let _ = writeln!(
+            out,
+            "agent_put_log_events_total{{outcome=\"error\"}} {}",
+            get(&self.requests_failed)
+        );
+        family(
+            &mut out,
+            "agent_put_log_events_duration_seconds",
+            "histogram",
+            "PutLogEvents call latency.",
+        );
+        for (bound, bucket) in LATENCY_BUCKETS_MS.iter().zip(&self.latency_buckets) {
+            let _ = writeln!(
+                out,
+                "agent_put_log_events_duration_seconds_bucket{{le=\"{}\"}} {}",
+                *bound as f64 / 1000.0,
+                get(bucket)
+            );
+        }
+        let count = get(&self.latency_count);
+        let _ = writeln!(
+            out,
+            "agent_put_log_events_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "agent_put_log_events_duration_seconds_sum {}",
+            get(&self.latency_sum_us) as f64 / 1e6
+        );
+        let _ = writeln!(out, "agent_put_log_events_duration_seconds_count {count}");
+        family(
+            &mut out,
+            "agent_events_truncated_total",
+            "counter",
+            "Events cut to the size CloudWatch Logs accepts.",
+        );
+        let _ = writeln!(out, "agent_events_truncated_total {}", get(&self.truncated));
+        family(
+            &mut out,
+            "agent_lines_invalid_utf8_total",
+            "counter",
+            "Lines shipped with invalid UTF-8 replaced.",
+        );
+        let _ = writeln!(
+            out,
+            "agent_lines_invalid_utf8_total {}",
+            get(&self.invalid_utf8)
+        );
+        family(
+            &mut out,
+            "agent_lines_redacted_total",
+            "counter",
+            "Lines in which secrets were replaced.",
+        );
+        let _ = writeln!(out, "agent_lines_redacted_total {}", get(&self.redacted));
+        family(
+            &mut out,
+            "agent_buffer_bytes",
+            "gauge",
+            "Bytes of accepted events not yet delivered.",
+        );
+        let _ = writeln!(out, "agent_buffer_bytes {}", budget.in_use());
+        family(
+            &mut out,
+            "agent_buffer_limit_bytes",
+            "gauge",
+            "The configured memory ceiling for buffered events.",
+        );
+        let _ = writeln!(out, "agent_buffer_limit_bytes {}", budget.limit());
+        if let Some(rss) = resident_memory_bytes() {
+            family(
+                &mut out,
+                "agent_resident_memory_bytes",
+                "gauge",
+                "Resident set size of the agent process.",
+            );
+            let _ = writeln!(out, "agent_resident_memory_bytes {rss}");
+        }
+        out
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// RSS from /proc (Linux); `None` elsewhere.
+pub fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_is_valid_prometheus_text() {
+        let metrics = Metrics::default();
+        metrics.received(SourceKind::Stdin, 3, 30);
+        metrics.dropped(DropReason::TooOld, 2);
+        metrics.request(true, Duration::from_millis(30));
+        let text = metrics.render(&MemoryBudget::new(1000));
+        assert!(text.contains("agent_events_received_total{source=\"stdin\"} 3\n"));
+        assert!(text.contains("agent_events_dropped_total{reason=\"too_old\"} 2\n"));
+        assert!(text.contains("agent_put_log_events_duration_seconds_bucket{le=\"0.025\"} 0\n"));
+        assert!(text.contains("agent_put_log_events_duration_seconds_bucket{le=\"0.05\"} 1\n"));
+        assert!(text.contains("agent_put_log_events_duration_seconds_bucket{le=\"+Inf\"} 1\n"));
+        // Every sample line belongs to a family declared by HELP and TYPE before it.
+        let mut declared = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                declared.insert(rest.split(' ').next().unwrap().to_owned());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                let base = name
+                    .trim_end_matches("_bucket")
+                    .trim_end_matches("_sum")
+                    .trim_end_matches("_count");
+                assert!(
+                    declared.contains(name) || declared.contains(base),
+                    "undeclared: {line}"
+                );
+            }
+        }
+    }
+}

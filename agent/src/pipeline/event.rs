@@ -1,0 +1,87 @@
+//! The event model: what sources hand over and what sinks ship.
+
+use std::sync::Arc;
+
+/// A line as a source received it, before parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawLine {
+    /// The original bytes, without the line terminator. May be invalid UTF-8.
+    pub bytes: Vec<u8>,
+    /// Time the source attached (Fluent Forward's event time), in ms since the epoch.
+    pub time_ms: Option<i64>,
+    /// The container that wrote the line, when the source knows it (FireLens does).
+    pub container: Option<Arc<str>>,
+}
+
+impl RawLine {
+    /// A line with no source-provided time or container.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self {
+            bytes: bytes.into(),
+            time_ms: None,
+            container: None,
+        }
+    }
+}
+
+/// Severity, when the line said it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// trace
+    Trace,
+    /// debug
+    Debug,
+    /// info, notice
+    Info,
+    /// warn, warning
+    Warn,
+    /// error, err
+    Error,
+    /// fatal, critical, panic, alert, emerg
+    Fatal,
+}
+
+impl Level {
+    /// Reads the usual spellings, case-insensitively.
+    pub fn parse(text: &str) -> Option<Self> {
+        let level = match text.len() {
+            0..=9 => text.to_ascii_lowercase(),
+            _ => return None,
+        };
+        Some(match level.as_str() {
+            "trace" => Self::Trace,
+            "debug" => Self::Debug,
+            "info" | "notice" | "information" => Self::Info,
+            "warn" | "warning" => Self::Warn,
+            "error" | "err" => Self::Error,
+            "fatal" | "critical" | "crit" | "panic" | "alert" | "emerg" => Self::Fatal,
+            _ => return None,
+        })
+    }
+}
+
+/// One log event inside the pipeline. `message` is the original line (lossy UTF-8 only if it
+/// was not UTF-8; redacted when it carried secrets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Event time in ms since the epoch: the line's own timestamp when it had one, else the
+    /// source's time, else the time it was received.
+    pub time_ms: i64,
+    /// The text shipped to CloudWatch Logs.
+    pub message: String,
+    /// The severity, when the line carried a recognised level.
+    pub level: Option<Level>,
+    /// The container that wrote it, when known.
+    pub container: Option<Arc<str>>,
+}
+
+impl Event {
+    /// Bytes this event holds against the memory ceiling: its text plus a fixed overhead
+    /// for the struct and its place in a batch.
+    pub fn cost(&self) -> usize {
+        self.message.len() + EVENT_OVERHEAD
+    }
+}
+
+/// Approximate bytes of bookkeeping per event (struct, vector slot, allocator rounding).
+pub const EVENT_OVERHEAD: usize = 64;

@@ -1,0 +1,360 @@
+//! The pipeline between sources and sinks: parse once, redact, bound memory.
+//!
+//! Sources call [`EventSender::send`] with raw lines; it turns each into an [`Event`]
+//! (timestamp and level from the line when it is JSON, the original text otherwise), takes
+//! the events' bytes from the [`MemoryBudget`] (waiting when the ceiling is reached: that
+//! is the back-pressure), and queues them for the sink. Returning `Ok` is the moment an
+//! event counts as *accepted*: forward acks, HTTP answers 2xx and file tail checkpoints only
+//! after it. The sink gives the bytes back once CloudWatch Logs has stored the events.
+
+pub mod budget;
+pub mod ecs;
+pub mod event;
+pub mod parse;
+pub mod redact;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+use self::budget::MemoryBudget;
+use self::event::{Event, RawLine};
+use self::parse::ParseFields;
+use self::redact::Redactor;
+use crate::metrics::{Metrics, SourceKind};
+
+/// Appended to an event cut to the size CloudWatch Logs accepts.
+pub const TRUNCATION_MARKER: &str = "...[truncated by agent]";
+
+/// Turns raw lines into events.
+#[derive(Debug, Clone)]
+pub struct Processor {
+    fields: ParseFields,
+    redactor: Option<Redactor>,
+    max_event_bytes: usize,
+}
+
+impl Processor {
+    /// `redactor` is `None` when redaction is switched off; events longer than
+    /// `max_event_bytes` are truncated with [`TRUNCATION_MARKER`].
+    pub fn new(fields: ParseFields, redactor: Option<Redactor>, max_event_bytes: usize) -> Self {
+        Self {
+            fields,
+            redactor,
+            max_event_bytes: max_event_bytes.max(TRUNCATION_MARKER.len() + 4),
+        }
+    }
+
+    /// One line → one event. Never fails and never drops: a line that is not JSON, or not
+    /// UTF-8, is shipped as it is (invalid bytes replaced by U+FFFD).
+    pub fn process(&self, raw: RawLine, now_ms: i64, metrics: &Metrics) -> Event {
+        let mut bytes = raw.bytes;
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        let mut message = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(error) => {
+                metrics.invalid_utf8();
+                String::from_utf8_lossy(error.as_bytes()).into_owned()
+            }
+        };
+        let parsed = parse::parse(&message, &self.fields);
+        if let Some(redactor) = &self.redactor {
+            if redactor.redact(&mut message, parsed.is_json) {
+                metrics.redacted();
+            }
+        }
+        if message.len() > self.max_event_bytes {
+            truncate(&mut message, self.max_event_bytes);
+            metrics.truncated(1);
+        }
+        Event {
+            time_ms: parsed.time_ms.or(raw.time_ms).unwrap_or(now_ms),
+            message,
+            level: parsed.level,
+            container: raw.container,
+        }
+    }
+}
+
+/// Cuts `message` to at most `max` bytes (on a character boundary), marker included.
+pub fn truncate(message: &mut String, max: usize) {
+    let mut cut = max.saturating_sub(TRUNCATION_MARKER.len());
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    message.push_str(TRUNCATION_MARKER);
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Events on their way to the sink, with the budget bytes they hold.
+#[derive(Debug)]
+pub struct Batch {
+    /// The events.
+    pub events: Vec<Event>,
+}
+
+impl Batch {
+    /// Budget bytes these events hold (Σ [`Event::cost`]).
+    pub fn cost(&self) -> usize {
+        self.events.iter().map(Event::cost).sum()
+    }
+}
+
+/// The pipeline has shut down; nothing more is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the pipeline is closed")]
+pub struct Closed;
+
+/// Why [`EventSender::try_send`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TrySendError {
+    /// The memory ceiling is reached; try again later.
+    #[error("the pipeline is full")]
+    Full,
+    /// The pipeline has shut down.
+    #[error("the pipeline is closed")]
+    Closed,
+}
+
+#[derive(Debug)]
+struct Shared {
+    tx: mpsc::Sender<Batch>,
+    budget: MemoryBudget,
+    processor: Processor,
+    metrics: Arc<Metrics>,
+}
+
+/// A source's handle into the pipeline. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EventSender {
+    shared: Arc<Shared>,
+    source: SourceKind,
+}
+
+/// Creates the pipeline: the sender side for sources and the receiver for the sink.
+pub fn channel(
+    processor: Processor,
+    budget: MemoryBudget,
+    metrics: Arc<Metrics>,
+) -> (EventSenders, mpsc::Receiver<Batch>) {
+    // The budget bounds memory; the channel only bounds the number of batches.
+    let (tx, rx) = mpsc::channel(1024);
+    (
+        EventSenders {
+            shared: Arc::new(Shared {
+                tx,
+                budget,
+                processor,
+                metrics,
+            }),
+        },
+        rx,
+    )
+}
+
+/// Hands out one [`EventSender`] per source. Dropping it and every sender closes the
+/// pipeline, which is how the sink learns that inputs have stopped.
+#[derive(Debug, Clone)]
+pub struct EventSenders {
+    shared: Arc<Shared>,
+}
+
+impl EventSenders {
+    /// A sender labelled with `source` in the metrics.
+    pub fn for_source(&self, source: SourceKind) -> EventSender {
+        EventSender {
+            shared: self.shared.clone(),
+            source,
+        }
+    }
+}
+
+impl EventSender {
+    /// Processes `lines` and queues them, waiting while the memory ceiling is reached.
+    /// Returns once every line is accepted.
+    pub async fn send(&self, lines: Vec<RawLine>) -> Result<(), Closed> {
+        let shared = &*self.shared;
+        let now = now_ms();
+        // Chunks of at most a quarter of the budget, so several sources can make progress
+        // and no single acquisition can exceed the whole budget.
+        let chunk_limit = (shared.budget.limit() / 4).max(1);
+        let mut chunk: Vec<Event> = Vec::new();
+        let mut cost = 0usize;
+        let mut raw_bytes = 0u64;
+        for line in lines {
+            raw_bytes += line.bytes.len() as u64;
+            let event = shared.processor.process(line, now, &shared.metrics);
+            if !chunk.is_empty() && cost + event.cost() > chunk_limit {
+                self.push(std::mem::take(&mut chunk), cost, raw_bytes)
+                    .await?;
+                cost = 0;
+                raw_bytes = 0;
+            }
+            cost += event.cost();
+            chunk.push(event);
+        }
+        if !chunk.is_empty() {
+            self.push(chunk, cost, raw_bytes).await?;
+        }
+        Ok(())
+    }
+
+    async fn push(&self, events: Vec<Event>, cost: usize, raw_bytes: u64) -> Result<(), Closed> {
+        let shared = &*self.shared;
+        let taken = shared.budget.acquire(cost).await;
+        debug_assert_eq!(taken, cost.min(shared.budget.limit()));
+        let count = events.len() as u64;
+        if shared.tx.send(Batch { events }).await.is_err() {
+            shared.budget.release(taken);
+            return Err(Closed);
+        }
+        shared.metrics.received(self.source, count, raw_bytes);
+        Ok(())
+    }
+
+    /// Like [`send`](Self::send) but never waits: `Full` when the ceiling is reached (the
+    /// HTTP source answers 503 then). All or nothing.
+    pub fn try_send(&self, lines: Vec<RawLine>) -> Result<(), TrySendError> {
+        let shared = &*self.shared;
+        let now = now_ms();
+        let raw_bytes: u64 = lines.iter().map(|l| l.bytes.len() as u64).sum();
+        let events: Vec<Event> = lines
+            .into_iter()
+            .map(|l| shared.processor.process(l, now, &shared.metrics))
+            .collect();
+        let batch = Batch { events };
+        let cost = batch.cost();
+        if cost > shared.budget.limit() {
+            return Err(TrySendError::Full);
+        }
+        let taken = shared.budget.try_acquire(cost).ok_or(TrySendError::Full)?;
+        let count = batch.events.len() as u64;
+        match shared.tx.try_send(batch) {
+            Ok(()) => {
+                shared.metrics.received(self.source, count, raw_bytes);
+                Ok(())
+            }
+            Err(error) => {
+                shared.budget.release(taken);
+                Err(match error {
+                    mpsc::error::TrySendError::Full(_) => TrySendError::Full,
+                    mpsc::error::TrySendError::Closed(_) => TrySendError::Closed,
+                })
+            }
+        }
+    }
+
+    /// The shared metrics (sources count their own errors).
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn processor(max: usize) -> Processor {
+        let keys: Vec<String> = redact::DEFAULT_KEYS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        Processor::new(
+            ParseFields {
+                timestamp: "timestamp".into(),
+                level: "level".into(),
+            },
+            Some(Redactor::new(&keys)),
+            max,
+        )
+    }
+
+    #[test]
+    fn json_time_wins_then_source_time_then_now() {
+        let p = processor(1024);
+        let m = Metrics::default();
+        let json = RawLine {
+            bytes: br#"{"timestamp":"1970-01-01T00:00:01Z","level":"error"}"#.to_vec(),
+            time_ms: Some(5),
+            container: None,
+        };
+        let event = p.process(json, 99, &m);
+        assert_eq!(event.time_ms, 1000);
+        assert_eq!(event.level, Some(event::Level::Error));
+        let plain = RawLine {
+            bytes: b"hello\r".to_vec(),
+            time_ms: Some(5),
+            container: None,
+        };
+        let event = p.process(plain, 99, &m);
+        assert_eq!((event.time_ms, event.message.as_str()), (5, "hello"));
+        assert_eq!(p.process(RawLine::new("x"), 99, &m).time_ms, 99);
+    }
+
+    #[test]
+    fn invalid_utf8_is_shipped_lossily_and_counted() {
+        let m = Metrics::default();
+        let event = processor(1024).process(RawLine::new(vec![b'a', 0xff, b'b', 0]), 1, &m);
+        assert_eq!(event.message, "a\u{fffd}b\0");
+        assert!(
+            m.render(&MemoryBudget::new(10))
+                .contains("agent_lines_invalid_utf8_total 1")
+        );
+    }
+
+    #[test]
+    fn long_lines_are_truncated_on_a_char_boundary_with_a_marker() {
+        let m = Metrics::default();
+        let line = "é".repeat(100);
+        let event = processor(64).process(RawLine::new(line), 1, &m);
+        assert!(event.message.len() <= 64);
+        assert!(event.message.ends_with(TRUNCATION_MARKER));
+        assert!(event.message.starts_with("éé"));
+    }
+
+    #[tokio::test]
+    async fn send_waits_for_the_budget_and_try_send_reports_full() {
+        let metrics = Arc::new(Metrics::default());
+        let budget = MemoryBudget::new(4 * (EVENT_COST_10));
+        let (senders, mut rx) = channel(processor(1024), budget.clone(), metrics);
+        let sender = senders.for_source(SourceKind::Stdin);
+        sender
+            .send(vec![RawLine::new("0123456789"); 4])
+            .await
+            .unwrap();
+        assert_eq!(budget.in_use(), 4 * EVENT_COST_10);
+        assert_eq!(
+            sender.try_send(vec![RawLine::new("0123456789")]),
+            Err(TrySendError::Full)
+        );
+        let blocked = {
+            let sender = sender.clone();
+            tokio::spawn(async move { sender.send(vec![RawLine::new("0123456789")]).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(
+            !blocked.is_finished(),
+            "send must wait while the ceiling is reached"
+        );
+        let mut received = 0;
+        while received < 4 {
+            let batch = rx.recv().await.unwrap();
+            received += batch.events.len();
+            budget.release(batch.cost());
+        }
+        blocked.await.unwrap().unwrap();
+        assert_eq!(rx.recv().await.unwrap().events.len(), 1);
+    }
+
+    const EVENT_COST_10: usize = 10 + event::EVENT_OVERHEAD;
+}

@@ -1,0 +1,406 @@
+//! Parsing a line once: if it is a JSON object, find its timestamp and level without
+//! building a tree (a borrowed, single-pass visit; the rest of the object is only
+//! validated). Anything else is shipped as it is.
+
+use std::fmt;
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+use super::event::Level;
+
+/// What the parse found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parsed {
+    /// The line is a JSON object.
+    pub is_json: bool,
+    /// Its timestamp field, as ms since the epoch, when present and readable.
+    pub time_ms: Option<i64>,
+    /// Its level field, when present and recognised.
+    pub level: Option<Level>,
+}
+
+/// Field names to look for.
+#[derive(Debug, Clone)]
+pub struct ParseFields {
+    /// Key of the event time (RFC 3339 string, or epoch milliseconds as a number).
+    pub timestamp: String,
+    /// Key of the severity.
+    pub level: String,
+}
+
+/// Parses `line` (already UTF-8). Never fails: a line that is not a JSON object yields
+/// `Parsed::default()`.
+pub fn parse(line: &str, fields: &ParseFields) -> Parsed {
+    let trimmed = line.trim_start();
+    if !trimmed.starts_with('{') {
+        return Parsed::default();
+    }
+    let mut de = serde_json::Deserializer::from_str(trimmed);
+    let seed = LineSeed { fields };
+    // Any syntax error means "not JSON": the line is shipped as it is.
+    seed.deserialize(&mut de)
+        .and_then(|parsed| de.end().map(|()| parsed))
+        .unwrap_or_default()
+}
+
+struct LineSeed<'f> {
+    fields: &'f ParseFields,
+}
+
+impl<'de> DeserializeSeed<'de> for LineSeed<'_> {
+    type Value = Parsed;
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Parsed, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LineSeed<'_> {
+    type Value = Parsed;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
+        let mut parsed = Parsed {
+            is_json: true,
+            ..Parsed::default()
+        };
+        while let Some(key) = map.next_key::<CowStr<'de>>()? {
+            if key.0 == self.fields.timestamp {
+                parsed.time_ms = map.next_value::<TimeValue>()?.0;
+            } else if key.0 == self.fields.level {
+                parsed.level = map.next_value::<LevelValue>()?.0;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// A key, borrowed when it has no escapes.
+struct CowStr<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(v.to_owned().into()))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+/// A timestamp value: RFC 3339 text or an epoch number; anything else is ignored.
+struct TimeValue(Option<i64>);
+
+impl<'de> serde::Deserialize<'de> for TimeValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TimeValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a timestamp")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<TimeValue, E> {
+                Ok(TimeValue(parse_rfc3339_ms(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<TimeValue, E> {
+                Ok(TimeValue(epoch_to_ms(v as f64)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<TimeValue, E> {
+                Ok(TimeValue(epoch_to_ms(v as f64)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<TimeValue, E> {
+                Ok(TimeValue(epoch_to_ms(v)))
+            }
+            fn visit_unit<E>(self) -> Result<TimeValue, E> {
+                Ok(TimeValue(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<TimeValue, E> {
+                Ok(TimeValue(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TimeValue, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(TimeValue(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<TimeValue, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(TimeValue(None))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A level value: a recognised string; anything else is ignored.
+struct LevelValue(Option<Level>);
+
+impl<'de> serde::Deserialize<'de> for LevelValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LevelValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a level")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<LevelValue, E> {
+                Ok(LevelValue(Level::parse(v)))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<LevelValue, E> {
+                Ok(LevelValue(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<LevelValue, E> {
+                Ok(LevelValue(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<LevelValue, E> {
+                Ok(LevelValue(None))
+            }
+            fn visit_unit<E>(self) -> Result<LevelValue, E> {
+                Ok(LevelValue(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<LevelValue, E> {
+                Ok(LevelValue(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LevelValue, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LevelValue(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<LevelValue, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(LevelValue(None))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// Epoch numbers are milliseconds; values below 10^11 (before 1973 in ms, after year 5000 in
+/// seconds) are taken as seconds, the other common convention.
+fn epoch_to_ms(value: f64) -> Option<i64> {
+    if !value.is_finite() {
+        return None;
+    }
+    let ms = if value.abs() < 1e11 {
+        value * 1000.0
+    } else {
+        value
+    };
+    (ms.abs() < 1e15).then_some(ms as i64)
+}
+
+/// `YYYY-MM-DD[T ]HH:MM:SS[.frac](Z|±HH:MM)` → ms since the epoch. `None` if malformed.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 20 {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let mut n = 0i64;
+        for &c in b.get(range)? {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + i64::from(c - b'0');
+        }
+        Some(n)
+    };
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0i64;
+    if b[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 3 {
+                millis = millis * 10 + i64::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 {
+            return None;
+        }
+        for _ in digits..3 {
+            millis *= 10;
+        }
+    }
+    let offset_minutes = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let minutes = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
+            if *sign == b'+' { minutes } else { -minutes }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1000 + millis)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields() -> ParseFields {
+        ParseFields {
+            timestamp: "timestamp".into(),
+            level: "level".into(),
+        }
+    }
+
+    #[test]
+    fn rfc3339_variants() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-26T01:34:51.144Z"),
+            Some(1_795_656_891_144)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-26T02:34:51.144+01:00"),
+            Some(1_795_656_891_144)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-26 01:34:51.1445678Z"),
+            Some(1_795_656_891_144)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2000-02-29T00:00:00Z"),
+            Some(951_782_400_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("9999-12-31T23:59:59Z"),
+            Some(253_402_300_799_000)
+        );
+        for bad in [
+            "",
+            "2026-11-26",
+            "2026-13-01T00:00:00Z",
+            "2026-11-26T01:34:51",
+            "2026-11-26T01:34:51.Z",
+            "2026-11-26T01:34:51Zjunk",
+        ] {
+            assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_line_yields_time_and_level() {
+        let line = r#"{"timestamp":"2026-11-26T01:34:51.144Z","level":"ERROR","route":"/x","nested":{"a":[1,2]}}"#;
+        let parsed = parse(line, &fields());
+        assert_eq!(
+            parsed,
+            Parsed {
+                is_json: true,
+                time_ms: Some(1_795_656_891_144),
+                level: Some(Level::Error)
+            }
+        );
+    }
+
+    #[test]
+    fn epoch_numbers_and_custom_fields() {
+        let custom = ParseFields {
+            timestamp: "ts".into(),
+            level: "severity".into(),
+        };
+        assert_eq!(
+            parse(r#"{"ts":1795656891144,"severity":"warning"}"#, &custom).time_ms,
+            Some(1_795_656_891_144)
+        );
+        assert_eq!(
+            parse(r#"{"ts":1795656891.5}"#, &custom).time_ms,
+            Some(1_795_656_891_500)
+        );
+        assert_eq!(
+            parse(r#"{"ts":1795656891144,"severity":"warning"}"#, &custom).level,
+            Some(Level::Warn)
+        );
+    }
+
+    #[test]
+    fn non_json_and_broken_json_are_plain_lines() {
+        for line in [
+            "plain text",
+            "{not json",
+            r#"{"a":1} trailing"#,
+            "[1,2]",
+            "",
+            r#"{"a":"\u00"}"#,
+        ] {
+            assert_eq!(parse(line, &fields()), Parsed::default(), "{line}");
+        }
+    }
+
+    #[test]
+    fn odd_field_types_are_ignored_not_fatal() {
+        let parsed = parse(r#"{"timestamp":{"x":1},"level":42,"k":"v"}"#, &fields());
+        assert_eq!(
+            parsed,
+            Parsed {
+                is_json: true,
+                time_ms: None,
+                level: None
+            }
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_handled_without_a_crash() {
+        // Valid, 100k levels deep: skipped iteratively, so no stack overflow.
+        let line = format!(
+            "{{\"level\":\"warn\",\"a\":{}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let parsed = parse(&line, &fields());
+        assert!(parsed.is_json);
+        assert_eq!(parsed.level, Some(Level::Warn));
+        // Unbalanced: not JSON, shipped as text.
+        assert!(!parse(&format!("{{\"a\":{}", "[".repeat(100_000)), &fields()).is_json);
+    }
+}

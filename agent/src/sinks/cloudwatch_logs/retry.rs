@@ -1,0 +1,173 @@
+//! Which PutLogEvents failures to retry, and how long to wait.
+
+use std::time::Duration;
+
+use aws_sdk_cloudwatchlogs::config::http::HttpResponse;
+use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
+
+use crate::metrics::RetryReason;
+
+/// What to do with a failed call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Try again after a backoff.
+    Retry(RetryReason),
+    /// The group or stream is missing: create it, then try again.
+    MissingResource,
+    /// Will never succeed: count the events as dropped and log the kind once.
+    Permanent {
+        /// A short, fixed label (the error code), for the log and for deduplication.
+        kind: String,
+    },
+}
+
+/// Classifies an SDK error. Retryable: throttling, 5xx, timeouts, connection errors.
+pub fn classify<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> Failure {
+    match error {
+        SdkError::TimeoutError(_) => Failure::Retry(RetryReason::Timeout),
+        SdkError::DispatchFailure(failure) => {
+            if failure.is_timeout() {
+                Failure::Retry(RetryReason::Timeout)
+            } else {
+                Failure::Retry(RetryReason::Connection)
+            }
+        }
+        // A response that could not be read (cut connection, garbled body): try again.
+        SdkError::ResponseError(_) => Failure::Retry(RetryReason::ServerError),
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            let status = service.raw().status().as_u16();
+            classify_code(code, status)
+        }
+        SdkError::ConstructionFailure(_) => Failure::Permanent {
+            kind: "construction_failure".into(),
+        },
+        _ => Failure::Permanent {
+            kind: "unknown".into(),
+        },
+    }
+}
+
+/// Classification by error code and HTTP status.
+pub fn classify_code(code: &str, status: u16) -> Failure {
+    match code {
+        "ThrottlingException"
+        | "Throttling"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded" => Failure::Retry(RetryReason::Throttled),
+        "ServiceUnavailableException"
+        | "ServiceUnavailable"
+        | "InternalFailure"
+        | "InternalServerError" => Failure::Retry(RetryReason::ServerError),
+        "ResourceNotFoundException" => Failure::MissingResource,
+        _ if status == 429 => Failure::Retry(RetryReason::Throttled),
+        _ if status >= 500 => Failure::Retry(RetryReason::ServerError),
+        "" => Failure::Permanent {
+            kind: format!("http_{status}"),
+        },
+        code => Failure::Permanent {
+            kind: code.to_owned(),
+        },
+    }
+}
+
+/// Exponential backoff with full jitter: attempt n waits a random time in
+/// [0, min(cap, base · 2^n)].
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    attempt: u32,
+    rng: u64,
+}
+
+impl Backoff {
+    /// Starts at `base`, never waits more than `cap`.
+    pub fn new(base: Duration, cap: Duration) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9E37_79B9, |d| d.as_nanos() as u64)
+            ^ (&base as *const Duration as u64);
+        Self {
+            base,
+            cap,
+            attempt: 0,
+            rng: seed | 1,
+        }
+    }
+
+    /// The next wait.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.cap);
+        self.attempt = self.attempt.saturating_add(1);
+        // xorshift64*: plenty for jitter.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let random = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let fraction = (random >> 11) as f64 / (1u64 << 53) as f64;
+        ceiling.mul_f64(fraction.max(0.1))
+    }
+
+    /// Attempts so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses() {
+        assert_eq!(
+            classify_code("ThrottlingException", 400),
+            Failure::Retry(RetryReason::Throttled)
+        );
+        assert_eq!(
+            classify_code("", 429),
+            Failure::Retry(RetryReason::Throttled)
+        );
+        assert_eq!(
+            classify_code("ServiceUnavailableException", 503),
+            Failure::Retry(RetryReason::ServerError)
+        );
+        assert_eq!(
+            classify_code("", 502),
+            Failure::Retry(RetryReason::ServerError)
+        );
+        assert_eq!(
+            classify_code("ResourceNotFoundException", 400),
+            Failure::MissingResource
+        );
+        assert_eq!(
+            classify_code("InvalidParameterException", 400),
+            Failure::Permanent {
+                kind: "InvalidParameterException".into()
+            }
+        );
+        assert_eq!(
+            classify_code("", 403),
+            Failure::Permanent {
+                kind: "http_403".into()
+            }
+        );
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_respects_the_cap() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let delays: Vec<Duration> = (0..12).map(|_| backoff.next_delay()).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(2)));
+        assert!(delays[0] <= Duration::from_millis(100));
+        assert!(
+            delays[8..].iter().any(|d| *d > Duration::from_millis(400)),
+            "{delays:?}"
+        );
+        assert_eq!(backoff.attempts(), 12);
+    }
+}

@@ -1,0 +1,316 @@
+//! The calls to CloudWatch Logs: group and stream set-up, and one PutLogEvents with
+//! retries. Errors are classified by `retry.rs`; the SDK's own retries are off so that one
+//! policy (ours) decides.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudwatchlogs::Client;
+use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use tokio_util::sync::CancellationToken;
+
+use super::retry::{Backoff, Failure, classify};
+use crate::metrics::{DropReason, Metrics, RetryReason};
+use crate::pipeline::event::Event;
+
+/// Shared by every request of the sink.
+#[derive(Debug, Clone)]
+pub struct LogsService {
+    client: Client,
+    group: Arc<str>,
+    retention_days: i32,
+    request_timeout: Duration,
+    max_backoff: Duration,
+    metrics: Arc<Metrics>,
+    /// Permanent error kinds already logged (each is logged once).
+    logged: Arc<Mutex<HashSet<String>>>,
+    /// Streams known to exist.
+    streams: Arc<Mutex<HashSet<String>>>,
+}
+
+/// How one batch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Delivery {
+    /// Stored by CloudWatch.
+    pub sent: usize,
+    /// Counted as dropped (rejected, or a permanent error).
+    pub dropped: usize,
+}
+
+impl LogsService {
+    /// A service for `group`.
+    pub fn new(
+        client: Client,
+        group: &str,
+        retention_days: u32,
+        request_timeout: Duration,
+        max_backoff: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            client,
+            group: group.into(),
+            retention_days: retention_days as i32,
+            request_timeout,
+            max_backoff,
+            metrics,
+            logged: Arc::default(),
+            streams: Arc::default(),
+        }
+    }
+
+    /// Creates the group when missing and applies the retention; idempotent. Returns the
+    /// failure kind when CloudWatch could not be reached or refused.
+    pub async fn ensure_group(&self) -> Result<(), String> {
+        let created = self
+            .client
+            .create_log_group()
+            .log_group_name(&*self.group)
+            .send()
+            .await;
+        if let Err(error) = created {
+            if error.code() != Some("ResourceAlreadyExistsException") {
+                return Err(describe(&error));
+            }
+        }
+        self.client
+            .put_retention_policy()
+            .log_group_name(&*self.group)
+            .retention_in_days(self.retention_days)
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        tracing::info!(group = %self.group, retention_days = self.retention_days, "log group ready");
+        Ok(())
+    }
+
+    async fn ensure_stream(&self, stream: &str) -> Result<(), String> {
+        if self
+            .streams
+            .lock()
+            .map(|s| s.contains(stream))
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
+        let created = self
+            .client
+            .create_log_stream()
+            .log_group_name(&*self.group)
+            .log_stream_name(stream)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(error) if error.code() == Some("ResourceAlreadyExistsException") => {}
+            Err(error) if error.code() == Some("ResourceNotFoundException") => {
+                self.ensure_group().await?;
+                return Box::pin(self.ensure_stream(stream)).await;
+            }
+            Err(error) => {
+                if let Failure::Retry(reason) = classify(&error) {
+                    self.metrics.retried(reason);
+                }
+                return Err(describe(&error));
+            }
+        }
+        if let Ok(mut streams) = self.streams.lock() {
+            streams.insert(stream.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Sends one sorted, rule-abiding batch to `stream`, retrying what is retryable until it
+    /// succeeds or `cancel` fires (then the events count as undelivered for the caller).
+    pub async fn deliver(
+        &self,
+        stream: &str,
+        events: Vec<Event>,
+        cancel: &CancellationToken,
+    ) -> Result<Delivery, Vec<Event>> {
+        if cancel.is_cancelled() || self.ensure_stream_with_retry(stream, cancel).await.is_err() {
+            return Err(events);
+        }
+        let input: Vec<InputLogEvent> = events
+            .iter()
+            .map(|e| {
+                InputLogEvent::builder()
+                    .timestamp(e.time_ms)
+                    .message(e.message.clone())
+                    .build()
+            })
+            .collect::<Result<_, _>>()
+            .expect("timestamp and message are always set");
+        let bytes: u64 = events.iter().map(|e| e.message.len() as u64).sum();
+        let mut backoff = Backoff::new(Duration::from_millis(100), self.max_backoff);
+        let mut missing_resource_retries = 0;
+        loop {
+            let start = Instant::now();
+            let call = self
+                .client
+                .put_log_events()
+                .log_group_name(&*self.group)
+                .log_stream_name(stream)
+                .set_log_events(Some(input.clone()))
+                .send();
+            let result = tokio::select! {
+                result = tokio::time::timeout(self.request_timeout, call) => result,
+                () = cancel.cancelled() => return Err(events),
+            };
+            let failure = match result {
+                Ok(Ok(output)) => {
+                    self.metrics.request(true, start.elapsed());
+                    let rejected = output.rejected_log_events_info().map_or(0, |info| {
+                        rejected_count(
+                            events.len(),
+                            info.too_old_log_event_end_index(),
+                            info.expired_log_event_end_index(),
+                            info.too_new_log_event_start_index(),
+                        )
+                    });
+                    if rejected > 0 {
+                        self.metrics.dropped(DropReason::Rejected, rejected as u64);
+                        self.log_once(
+                            "rejected_log_events",
+                            "CloudWatch rejected events for their timestamps",
+                        );
+                    }
+                    let sent = events.len() - rejected;
+                    self.metrics.sent(sent as u64, bytes);
+                    return Ok(Delivery {
+                        sent,
+                        dropped: rejected,
+                    });
+                }
+                Ok(Err(error)) => {
+                    self.metrics.request(false, start.elapsed());
+                    classify(&error)
+                }
+                Err(_) => {
+                    self.metrics.request(false, start.elapsed());
+                    Failure::Retry(RetryReason::Timeout)
+                }
+            };
+            match failure {
+                Failure::Retry(reason) => {
+                    self.metrics.retried(reason);
+                    tracing::debug!(
+                        reason = reason.as_str(),
+                        attempt = backoff.attempts(),
+                        "PutLogEvents failed; retrying"
+                    );
+                }
+                Failure::MissingResource if missing_resource_retries < 3 => {
+                    missing_resource_retries += 1;
+                    self.metrics.retried(RetryReason::ResourceNotFound);
+                    if let Ok(mut streams) = self.streams.lock() {
+                        streams.remove(stream);
+                    }
+                    let _ = self.ensure_group().await;
+                    if self.ensure_stream_with_retry(stream, cancel).await.is_err() {
+                        return Err(events);
+                    }
+                    continue;
+                }
+                Failure::MissingResource => {
+                    return Ok(self.permanent("ResourceNotFoundException", events.len()));
+                }
+                Failure::Permanent { kind } => return Ok(self.permanent(&kind, events.len())),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+                () = cancel.cancelled() => return Err(events),
+            }
+        }
+    }
+
+    async fn ensure_stream_with_retry(
+        &self,
+        stream: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(), ()> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), self.max_backoff);
+        loop {
+            match self.ensure_stream(stream).await {
+                Ok(()) => return Ok(()),
+                Err(kind) => {
+                    tracing::debug!(%kind, stream, "cannot create log stream yet; retrying")
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+                () = cancel.cancelled() => return Err(()),
+            }
+        }
+    }
+
+    fn permanent(&self, kind: &str, events: usize) -> Delivery {
+        self.metrics
+            .dropped(DropReason::PermanentError, events as u64);
+        self.log_once(kind, "PutLogEvents failed permanently; events dropped");
+        Delivery {
+            sent: 0,
+            dropped: events,
+        }
+    }
+
+    fn log_once(&self, kind: &str, message: &str) {
+        let first = self
+            .logged
+            .lock()
+            .map(|mut logged| logged.insert(kind.to_owned()))
+            .unwrap_or(false);
+        if first {
+            tracing::error!(kind, group = %self.group, "{message} (logged once per kind; see agent_events_dropped_total)");
+        }
+    }
+}
+
+/// Events of a batch of `len` rejected according to `rejectedLogEventsInfo`.
+fn rejected_count(
+    len: usize,
+    too_old_end: Option<i32>,
+    expired_end: Option<i32>,
+    too_new_start: Option<i32>,
+) -> usize {
+    let old = too_old_end
+        .into_iter()
+        .chain(expired_end)
+        .map(|end| (end + 1).max(0) as usize)
+        .max()
+        .unwrap_or(0)
+        .min(len);
+    let new = too_new_start.map_or(len, |start| (start.max(0) as usize).max(old).min(len));
+    old + (len - new)
+}
+
+fn describe<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    error: &SdkError<E, R>,
+) -> String {
+    match error {
+        SdkError::ServiceError(service) => {
+            service.err().code().unwrap_or("service error").to_owned()
+        }
+        SdkError::TimeoutError(_) => "timeout".into(),
+        SdkError::DispatchFailure(_) => "connection failed".into(),
+        SdkError::ResponseError(_) => "unreadable response".into(),
+        _ => "request failed".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejected_counts_union_of_ranges() {
+        assert_eq!(rejected_count(10, None, None, None), 0);
+        assert_eq!(rejected_count(10, Some(2), None, None), 3);
+        assert_eq!(rejected_count(10, Some(2), Some(4), None), 5);
+        assert_eq!(rejected_count(10, None, None, Some(8)), 2);
+        assert_eq!(rejected_count(10, Some(4), None, Some(2)), 5 + 5);
+        assert_eq!(rejected_count(3, Some(10), None, None), 3);
+    }
+}

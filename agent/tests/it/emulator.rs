@@ -1,0 +1,178 @@
+//! Against the AWS emulator (moto) over the real SDK: events in = events read back with
+//! GetLogEvents, in order, redacted, with 30-day retention on the group.
+
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+
+use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
+
+use crate::support::{Agent, Options, repo_root};
+
+struct Moto {
+    dir: tempfile::TempDir,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let output = Command::new(repo_root().join("scripts/services.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .arg("moto")
+            .output()
+            .expect("services.sh");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let env = std::fs::read_to_string(dir.path().join("env")).unwrap();
+        let endpoint = env
+            .lines()
+            .find_map(|l| l.strip_prefix("export AWS_ENDPOINT_URL="))
+            .expect("AWS_ENDPOINT_URL")
+            .to_owned();
+        Self { dir, endpoint }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/services.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+fn client(endpoint: &str) -> aws_sdk_cloudwatchlogs::Client {
+    let config = aws_sdk_cloudwatchlogs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .build();
+    aws_sdk_cloudwatchlogs::Client::from_conf(config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_in_equal_events_read_back_in_order() {
+    let moto = Moto::start();
+    let mut agent = Agent::start(&Options::new(moto.endpoint.clone()));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut expected = Vec::new();
+    let stdin = agent.child.stdin.as_mut().unwrap();
+    for i in 0..300 {
+        // Times go backwards in steps: the agent must sort each batch.
+        let line = format!(
+            r#"{{"timestamp":{},"level":"info","seq":{i},"msg":"hello"}}"#,
+            now - 300 + i
+        );
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        expected.push(line);
+    }
+    stdin.write_all(b"plain text line, not JSON\n").unwrap();
+    stdin.write_all(b"bytes \xff\xfe invalid utf-8\n").unwrap();
+    stdin
+        .write_all(br#"{"timestamp":1,"password":"hunter2","msg":"too old but redacted first"}"#)
+        .unwrap();
+    stdin.write_all(b"\n").unwrap();
+    stdin
+        .write_all(br#"{"msg":"login","password":"hunter2","user":"bob"}"#)
+        .unwrap();
+    stdin.write_all(b"\n").unwrap();
+    agent.close_stdin();
+    let (code, logs, _) = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{logs}");
+
+    let client = client(&moto.endpoint);
+    let groups = client
+        .describe_log_groups()
+        .log_group_name_prefix("/test/agent")
+        .send()
+        .await
+        .unwrap();
+    let group = &groups.log_groups()[0];
+    assert_eq!(group.log_group_name(), Some("/test/agent"));
+    assert_eq!(group.retention_in_days(), Some(30));
+
+    let streams = client
+        .describe_log_streams()
+        .log_group_name("/test/agent")
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<_> = streams
+        .log_streams()
+        .iter()
+        .filter_map(|s| s.log_stream_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(
+        names[0].starts_with("app/"),
+        "default template {{container}}/{{task_id}}: {names:?}"
+    );
+
+    let mut messages = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = client
+            .get_log_events()
+            .log_group_name("/test/agent")
+            .log_stream_name(names[0])
+            .start_from_head(true)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .unwrap();
+        let events = page.events();
+        if events.is_empty() {
+            break;
+        }
+        let mut last = i64::MIN;
+        for event in events {
+            assert!(event.timestamp().unwrap() >= last, "events out of order");
+            last = event.timestamp().unwrap();
+            messages.push(event.message().unwrap().to_owned());
+        }
+        if page.next_forward_token() == token.as_deref() {
+            break;
+        }
+        token = page.next_forward_token().map(str::to_owned);
+    }
+    let json: Vec<&String> = messages.iter().filter(|m| m.contains("\"seq\"")).collect();
+    assert_eq!(json.len(), 300);
+    for (got, want) in json.iter().zip(&expected) {
+        assert_eq!(*got, want, "original bytes must be kept");
+    }
+    assert!(messages.iter().any(|m| m == "plain text line, not JSON"));
+    assert!(
+        messages
+            .iter()
+            .any(|m| m == "bytes \u{fffd}\u{fffd} invalid utf-8")
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m == r#"{"msg":"login","password":"[REDACTED]","user":"bob"}"#),
+        "{messages:?}"
+    );
+    assert!(!messages.iter().any(|m| m.contains("hunter2")));
+    assert!(
+        !messages.iter().any(|m| m.contains("too old")),
+        "an event from 1970 must not be sent"
+    );
+    assert_eq!(messages.len(), 303);
+    assert!(
+        logs.contains("\"reason\":\"too_old\""),
+        "the too-old event is counted and logged"
+    );
+}

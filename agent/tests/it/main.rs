@@ -1,0 +1,8 @@
+//! The agent's one integration-test binary: the real `agent` binary against an in-process
+//! fake CloudWatch Logs endpoint (faults) and the AWS emulator (the real SDK round trip).
+
+mod cli;
+mod emulator;
+mod fake_cwl;
+mod faults;
+mod support;
