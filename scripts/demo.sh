@@ -20,8 +20,10 @@ cargo build --locked --bins --quiet
 
 WORK=$(mktemp -d -t stack-XXXXXX)
 API_PID=""
+AGENT_PID=""
 cleanup() {
   [ -n "$API_PID" ] && kill "$API_PID" 2>/dev/null || true
+  [ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null || true
   "$ROOT/scripts/services.sh" stop "$WORK" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -54,10 +56,26 @@ say "migrating the database"
 target/debug/api migrate up
 target/debug/api migrate status
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(free_port); ADMIN_PORT=$(free_port)
 export PORT
-say "starting the API on 127.0.0.1:$PORT"
-target/debug/api serve >"$WORK/api.log" 2>&1 &
+say "starting the sidecar (stdin → CloudWatch Logs, admin on 127.0.0.1:$ADMIN_PORT) and the API on 127.0.0.1:$PORT"
+cat >"$WORK/agent.toml" <<TOML
+shutdown_grace_secs = 10
+[admin]
+address = "127.0.0.1:$ADMIN_PORT"
+[sources.stdin]
+[sinks.cloudwatch_logs]
+log_group = "/demo/api"
+endpoint = "$AWS_ENDPOINT_URL"
+batch_timeout_ms = 500
+TOML
+target/debug/agent validate --config "$WORK/agent.toml"
+# The API's stdout goes through a FIFO into the sidecar, as FireLens would carry it.
+mkfifo "$WORK/api.pipe"
+target/debug/agent run --config "$WORK/agent.toml" <"$WORK/api.pipe" 2>"$WORK/agent.log" &
+AGENT_PID=$!
+target/debug/api serve >"$WORK/api.pipe" 2>&1 &
 API_PID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
 curl -s "http://127.0.0.1:$PORT/health"; echo
@@ -75,37 +93,61 @@ curl -s "http://127.0.0.1:$PORT/api/health/redis"; echo "  ← Redis stopped"
 scripts/services.sh start "$WORK" redis >/dev/null
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/api/health/redis" >/dev/null && break; sleep 0.1; done
 curl -s "http://127.0.0.1:$PORT/api/health/redis"; echo "  ← Redis back"
+for _ in $(seq 50); do
+  curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -q '^agent_events_sent_total [1-9]' && break; sleep 0.1
+done
+echo "sidecar metrics:"
+curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -E '^agent_(events_received_total\{source="stdin"\}|events_sent_total|put_log_events_total|buffer_bytes|resident_memory_bytes) '
 
-say "stopping the API (SIGTERM, graceful)"
-kill -TERM "$API_PID"; wait "$API_PID" || true; API_PID=""
+say "stopping the API (SIGTERM, graceful); the sidecar drains and exits when its input ends"
+kill -TERM "$API_PID"; API_PID=""
+wait "$AGENT_PID" || true; AGENT_PID=""
+grep -h '"message":"flushed everything; exiting"' "$WORK/agent.log" || tail -3 "$WORK/agent.log"
 
-say "summary"
-python3 - "$WORK/api.log" <<'PY'
-import collections, json, sys
-events, raw = [], 0
-for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+say "summary (read back from the emulated AWS)"
+"$ROOT/.venv/bin/python" - <<PY
+import collections, json, boto3
+endpoint = "$AWS_ENDPOINT_URL"
+sm = boto3.client("secretsmanager", endpoint_url=endpoint)
+names = [s["Name"] for s in sm.list_secrets()["SecretList"]]
+secret = json.loads(sm.get_secret_value(SecretId="demo/api")["SecretString"])
+print(f"Secrets Manager: {names}; the API read its configuration from it")
+
+logs = boto3.client("logs", endpoint_url=endpoint)
+group = logs.describe_log_groups(logGroupNamePrefix="/demo/api")["logGroups"][0]
+streams = [s["logStreamName"] for s in logs.describe_log_streams(logGroupName="/demo/api")["logStreams"]]
+events = []
+for stream in streams:
+    token = None
+    while True:
+        kw = dict(logGroupName="/demo/api", logStreamName=stream, startFromHead=True)
+        if token:
+            kw["nextToken"] = token
+        page = logs.get_log_events(**kw)
+        events += page["events"]
+        if not page["events"] or page["nextForwardToken"] == token:
+            break
+        token = page["nextForwardToken"]
+print(f"CloudWatch Logs: group {group['logGroupName']} (retention {group.get('retentionInDays')} days), "
+      f"streams {streams}, {len(events)} events")
+parsed = []
+for e in events:
     try:
-        events.append(json.loads(line))
+        parsed.append(json.loads(e["message"]))
     except ValueError:
-        raw += 1
-access = [e for e in events if e.get("target") == "access"]
-by_route = collections.Counter((e["route"], e["status"]) for e in access)
-print(f"API log: {len(events)} JSON events ({raw} non-JSON lines), {len(access)} access-log events")
-for (route, status), n in sorted(by_route.items()):
-    print(f"  {route:<20} {status}  x{n}")
-errors = [e for e in events if e.get("level") == "error"]
-print(f"error events: {len(errors)} ({', '.join(sorted({e.get('error_kind', '?') for e in errors}))})")
-lat = sorted(e["latency_ms"] for e in access)
+        pass
+access = [p for p in parsed if p.get("target") == "access"]
+print(f"  {len(access)} access-log events:")
+for (route, status), n in sorted(collections.Counter((p["route"], p["status"]) for p in access).items()):
+    print(f"    {route:<20} {status}  x{n}")
+errors = [p for p in parsed if p.get("level") == "error"]
+print(f"  error events: {len(errors)} ({', '.join(sorted({p.get('error_kind', '?') for p in errors}))})")
+lat = sorted(p["latency_ms"] for p in access)
 if lat:
     pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
-    print(f"latency ms: p50 {pick(0.5):.2f}  p90 {pick(0.9):.2f}  p99 {pick(0.99):.2f}")
-print("migrations applied:", [f'{e["version"]} {e["name"]}' for e in events if e.get("message") == "migration applied"] or "(see above)")
+    print(f"  latency ms: p50 {pick(0.5):.2f}  p90 {pick(0.9):.2f}  p99 {pick(0.99):.2f}")
+print("  migrations:", [f'{p["version"]} {p["name"]}' for p in parsed if p.get("message") == "migration applied"] or "(run before the sidecar started)")
+leaked = [k for k, v in secret.items() if any(v in e["message"] for e in events)]
+print("  secret values found in CloudWatch:", leaked or "none")
 PY
-"$ROOT/.venv/bin/python" - <<PY
-import boto3
-sm = boto3.client("secretsmanager", endpoint_url="$AWS_ENDPOINT_URL")
-names = [s["Name"] for s in sm.list_secrets()["SecretList"]]
-print(f"emulated AWS: Secrets Manager holds {names}; the API read its configuration from it")
-PY
-echo "The sidecar (agent/) is a skeleton until the log pipeline lands: CloudWatch Logs, metrics,"
-echo "alarms and Sentry join this run then."
+echo "Next issues add request metrics, alarms and Sentry events to this run."

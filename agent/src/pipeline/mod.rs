@@ -121,6 +121,9 @@ pub enum TrySendError {
     /// The memory ceiling is reached; try again later.
     #[error("the pipeline is full")]
     Full,
+    /// More than the whole budget: it could never be accepted.
+    #[error("larger than the memory ceiling")]
+    TooLarge,
     /// The pipeline has shut down.
     #[error("the pipeline is closed")]
     Closed,
@@ -234,8 +237,8 @@ impl EventSender {
             .collect();
         let batch = Batch { events };
         let cost = batch.cost();
-        if cost > shared.budget.limit() {
-            return Err(TrySendError::Full);
+        if cost > shared.budget.limit() / 4 {
+            return Err(TrySendError::TooLarge);
         }
         let taken = shared.budget.try_acquire(cost).ok_or(TrySendError::Full)?;
         let count = batch.events.len() as u64;

@@ -97,6 +97,144 @@ async fn ingest(State(state): State<HttpState>, headers: HeaderMap, body: Bytes)
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
             response
         }
+        Err(TrySendError::TooLarge) => reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "more than the buffer can ever hold",
+        ),
         Err(TrySendError::Closed) => reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::metrics::{Metrics, SourceKind};
+    use crate::pipeline::budget::MemoryBudget;
+    use crate::pipeline::parse::ParseFields;
+    use crate::pipeline::{Batch, Processor};
+
+    fn setup(budget_bytes: usize, max_body: usize) -> (Router, tokio::sync::mpsc::Receiver<Batch>) {
+        let processor = Processor::new(
+            ParseFields {
+                timestamp: "timestamp".into(),
+                level: "level".into(),
+            },
+            None,
+            1024,
+        );
+        let (senders, rx) = crate::pipeline::channel(
+            processor,
+            MemoryBudget::new(budget_bytes),
+            Arc::new(Metrics::default()),
+        );
+        (router(senders.for_source(SourceKind::Http), max_body), rx)
+    }
+
+    fn post(body: impl Into<Body>, gzip: bool) -> Request<Body> {
+        let mut request = Request::post("/v1/logs").header("content-type", "application/x-ndjson");
+        if gzip {
+            request = request.header("content-encoding", "gzip");
+        }
+        request.body(body.into()).unwrap()
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    async fn body_text(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn ndjson_lines_are_accepted_before_200() {
+        let (app, mut rx) = setup(1 << 20, 1 << 16);
+        let response = app
+            .oneshot(post("{\"a\":1}\nplain\n\n{\"b\":2}", false))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(body_text(response).await, r#"{"accepted":3}"#);
+        let batch = rx.try_recv().expect("queued before the answer");
+        let messages: Vec<_> = batch.events.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(messages, ["{\"a\":1}", "plain", "{\"b\":2}"]);
+    }
+
+    #[tokio::test]
+    async fn gzip_bodies_are_decoded() {
+        let (app, mut rx) = setup(1 << 20, 1 << 16);
+        let response = app.oneshot(post(gzip(b"one\ntwo\n"), true)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(rx.try_recv().unwrap().events.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn oversize_bodies_get_413_compressed_or_not() {
+        let (app, mut rx) = setup(1 << 20, 1024);
+        let big = vec![b'x'; 2048];
+        let response = app.clone().oneshot(post(big.clone(), false)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        // 2 KiB of x compresses to a few bytes: the limit applies after decompression too.
+        let response = app.oneshot(post(gzip(&big), true)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing is accepted from a rejected body"
+        );
+    }
+
+    #[tokio::test]
+    async fn full_pipeline_gets_503_with_retry_after() {
+        // Each request costs 150 + 64 bytes of a 1000-byte budget: four fit, the fifth not.
+        let (app, mut rx) = setup(1000, 4096);
+        for _ in 0..4 {
+            let response = app
+                .clone()
+                .oneshot(post("x".repeat(150), false))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        let fifth = app
+            .clone()
+            .oneshot(post("x".repeat(150), false))
+            .await
+            .unwrap();
+        assert_eq!(fifth.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(fifth.headers()[header::RETRY_AFTER], "1");
+        for _ in 0..4 {
+            assert_eq!(rx.try_recv().unwrap().events.len(), 1);
+        }
+        assert!(
+            rx.try_recv().is_err(),
+            "the refused request left nothing behind"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_that_could_never_fit_gets_413_not_503() {
+        // 1000 one-byte lines cost 1000 × (1 + overhead) bytes: more than this whole budget.
+        let (app, _rx) = setup(10_000, 4096);
+        let response = app.oneshot(post("x\n".repeat(1000), false)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn bad_gzip_is_a_400() {
+        let (app, _rx) = setup(1 << 20, 4096);
+        let response = app.oneshot(post("not gzip at all", true)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     }
 }

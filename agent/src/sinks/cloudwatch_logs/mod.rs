@@ -176,10 +176,7 @@ impl CloudWatchLogsSink {
         let span = tracing::debug_span!("put_log_events", stream = %stream, events = count);
         in_flight.spawn(
             async move {
-                let outcome = service
-                    .deliver(&stream, batch.events, &abandon)
-                    .await
-                    .map_err(|events| events.len());
+                let outcome = service.deliver(&stream, batch.events, &abandon).await;
                 Settled { cost, outcome }
             }
             .instrument(span),

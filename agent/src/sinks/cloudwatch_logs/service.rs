@@ -123,27 +123,30 @@ impl LogsService {
     }
 
     /// Sends one sorted, rule-abiding batch to `stream`, retrying what is retryable until it
-    /// succeeds or `cancel` fires (then the events count as undelivered for the caller).
+    /// succeeds or `cancel` fires; then the error carries the number of undelivered events.
     pub async fn deliver(
         &self,
         stream: &str,
         events: Vec<Event>,
         cancel: &CancellationToken,
-    ) -> Result<Delivery, Vec<Event>> {
+    ) -> Result<Delivery, usize> {
+        let count = events.len();
         if cancel.is_cancelled() || self.ensure_stream_with_retry(stream, cancel).await.is_err() {
-            return Err(events);
+            return Err(count);
         }
+        let bytes: u64 = events.iter().map(|e| e.message.len() as u64).sum();
+        // The messages move into the request input (no copy); each attempt sends a clone
+        // of it, because the SDK consumes its input.
         let input: Vec<InputLogEvent> = events
-            .iter()
+            .into_iter()
             .map(|e| {
                 InputLogEvent::builder()
                     .timestamp(e.time_ms)
-                    .message(e.message.clone())
+                    .message(e.message)
                     .build()
             })
             .collect::<Result<_, _>>()
             .expect("timestamp and message are always set");
-        let bytes: u64 = events.iter().map(|e| e.message.len() as u64).sum();
         let mut backoff = Backoff::new(Duration::from_millis(100), self.max_backoff);
         let mut missing_resource_retries = 0;
         loop {
@@ -157,14 +160,14 @@ impl LogsService {
                 .send();
             let result = tokio::select! {
                 result = tokio::time::timeout(self.request_timeout, call) => result,
-                () = cancel.cancelled() => return Err(events),
+                () = cancel.cancelled() => return Err(count),
             };
             let failure = match result {
                 Ok(Ok(output)) => {
                     self.metrics.request(true, start.elapsed());
                     let rejected = output.rejected_log_events_info().map_or(0, |info| {
                         rejected_count(
-                            events.len(),
+                            count,
                             info.too_old_log_event_end_index(),
                             info.expired_log_event_end_index(),
                             info.too_new_log_event_start_index(),
@@ -177,7 +180,7 @@ impl LogsService {
                             "CloudWatch rejected events for their timestamps",
                         );
                     }
-                    let sent = events.len() - rejected;
+                    let sent = count - rejected;
                     self.metrics.sent(sent as u64, bytes);
                     return Ok(Delivery {
                         sent,
@@ -210,18 +213,18 @@ impl LogsService {
                     }
                     let _ = self.ensure_group().await;
                     if self.ensure_stream_with_retry(stream, cancel).await.is_err() {
-                        return Err(events);
+                        return Err(count);
                     }
                     continue;
                 }
                 Failure::MissingResource => {
-                    return Ok(self.permanent("ResourceNotFoundException", events.len()));
+                    return Ok(self.permanent("ResourceNotFoundException", count));
                 }
-                Failure::Permanent { kind } => return Ok(self.permanent(&kind, events.len())),
+                Failure::Permanent { kind } => return Ok(self.permanent(&kind, count)),
             }
             tokio::select! {
                 () = tokio::time::sleep(backoff.next_delay()) => {}
-                () = cancel.cancelled() => return Err(events),
+                () = cancel.cancelled() => return Err(count),
             }
         }
     }

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""W1 benchmark: 1,000,000 NDJSON lines (~280 B) through the release `agent` binary into the
+fast fake CloudWatch Logs endpoint (../shared/bench/fake-cwl), per input (stdin, file tail,
+Fluent Forward). Prints lines/s, MiB/s, CPU seconds and peak RSS (from wait4), and checks that
+the endpoint counted every line. A benchmark, not a test: run it by hand on a quiet machine.
+
+usage: scripts/bench.sh [--lines N] [--runs R] [--inputs stdin,file,forward]
+"""
+import argparse, json, os, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close(); return port
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def wait_port(port, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close(); return
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit(f"nothing listening on {port}")
+
+
+MEMORY_MIB = 16
+IN_FLIGHT = 4
+
+
+def agent_config(tmp, endpoint, admin, source):
+    return f"""
+memory_limit_mib = {MEMORY_MIB}
+shutdown_grace_secs = 25
+[admin]
+address = "127.0.0.1:{admin}"
+{source}
+[sinks.cloudwatch_logs]
+log_group = "/bench/agent"
+endpoint = "{endpoint}"
+region = "us-east-1"
+max_in_flight = {IN_FLIGHT}
+"""
+
+
+def forward_frames(lines_path, out_path, per_frame=1000):
+    import msgpack
+    packer = msgpack.Packer(use_bin_type=True)
+    with open(lines_path, "rb") as src, open(out_path, "wb") as out:
+        batch = []
+        now = int(time.time())
+        def flush():
+            entries = b"".join(packer.pack([now, {"log": l, "container_name": "api", "source": "stdout"}]) for l in batch)
+            out.write(packer.pack(["api", entries, {"size": len(batch)}]))
+            batch.clear()
+        for line in src:
+            batch.append(line.rstrip(b"\n"))
+            if len(batch) == per_frame:
+                flush()
+        if batch:
+            flush()
+
+
+def run_once(agent_bin, fake_bin, lines_path, frames_path, n, size, source):
+    fake_port, admin = free_port(), free_port()
+    fake = subprocess.Popen([fake_bin, "--port", str(fake_port)], stdout=subprocess.DEVNULL)
+    try:
+        wait_port(fake_port)
+        with tempfile.TemporaryDirectory() as tmp:
+            fwd_port = free_port()
+            src = {
+                "stdin": "[sources.stdin]",
+                "file": f'[sources.file]\ninclude = ["{lines_path}"]\ncheckpoint_path = "{tmp}/cp.json"\nstart_at = "beginning"\npoll_interval_ms = 50',
+                "forward": f'[sources.forward]\naddress = "127.0.0.1:{fwd_port}"',
+            }[source]
+            cfg = os.path.join(tmp, "agent.toml")
+            open(cfg, "w").write(agent_config(tmp, f"http://127.0.0.1:{fake_port}", admin, src))
+            env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                       AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+            stdin = open(lines_path, "rb") if source == "stdin" else subprocess.DEVNULL
+            start = time.time()
+            agent = subprocess.Popen([agent_bin, "run", "--config", cfg], stdin=stdin, stderr=subprocess.DEVNULL, env=env)
+            if source == "forward":
+                wait_port(fwd_port)
+                with socket.create_connection(("127.0.0.1", fwd_port)) as s, open(frames_path, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        s.sendall(chunk)
+            # wait4 (not Popen.poll, which would reap the child and lose its rusage).
+            exited = None
+            while get_json(f"http://127.0.0.1:{fake_port}/stats")["events"] < n and exited is None:
+                pid, status, usage = os.wait4(agent.pid, os.WNOHANG)
+                if pid:
+                    exited = (status, usage)
+                time.sleep(0.01)
+            wall = time.time() - start
+            events = get_json(f"http://127.0.0.1:{fake_port}/stats")["events"]
+            if exited is None:
+                os.kill(agent.pid, signal.SIGTERM)
+                _, status, usage = os.wait4(agent.pid, 0)
+            else:
+                status, usage = exited
+            agent.returncode = os.waitstatus_to_exitcode(status)
+            return dict(wall=wall, lines_s=n / wall, mib_s=size / wall / 2**20, cpu=usage.ru_utime + usage.ru_stime,
+                        rss_mib=usage.ru_maxrss / 1024, events=events, exit=os.waitstatus_to_exitcode(status))
+    finally:
+        fake.kill(); fake.wait()
+
+
+def idle_rss(agent_bin, fake_bin):
+    fake_port, admin, fwd = free_port(), free_port(), free_port()
+    fake = subprocess.Popen([fake_bin, "--port", str(fake_port)], stdout=subprocess.DEVNULL)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = os.path.join(tmp, "agent.toml")
+        open(cfg, "w").write(agent_config(tmp, f"http://127.0.0.1:{fake_port}", admin, f'[sources.forward]\naddress = "127.0.0.1:{fwd}"'))
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+        agent = subprocess.Popen([agent_bin, "run", "--config", cfg], stderr=subprocess.DEVNULL, env=env)
+        wait_port(admin); time.sleep(2)
+        rss = next(int(l.split()[1]) for l in open(f"/proc/{agent.pid}/status") if l.startswith("VmRSS:")) / 1024
+        agent.terminate(); agent.wait(); fake.kill(); fake.wait()
+        return rss
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--inputs", default="stdin,file,forward")
+    ap.add_argument("--agent", required=True)
+    ap.add_argument("--fake", required=True)
+    ap.add_argument("--memory-mib", type=int, default=MEMORY_MIB, help="the agent's memory_limit_mib")
+    ap.add_argument("--in-flight", type=int, default=IN_FLIGHT, help="the sink's max_in_flight")
+    a = ap.parse_args()
+    globals()["MEMORY_MIB"] = a.memory_mib
+    globals()["IN_FLIGHT"] = a.in_flight
+    work = tempfile.mkdtemp(prefix="bench-")
+    lines_path, frames_path = os.path.join(work, "w1.ndjson"), os.path.join(work, "w1.forward")
+    with open(lines_path, "wb") as f:
+        subprocess.run([sys.executable, os.path.join(ROOT, "../shared/bench/gen_logs.py"), str(a.lines)], stdout=f, check=True)
+    size = os.path.getsize(lines_path)
+    print(f"W1: {a.lines} lines, {size / 2**20:.1f} MiB, {size / a.lines:.0f} B/line; {a.runs} runs per input, medians; "
+          f"memory_limit_mib = {a.memory_mib}, max_in_flight = {a.in_flight}")
+    if "forward" in a.inputs:
+        forward_frames(lines_path, frames_path)
+    print(f"{'input':<8} {'lines/s':>10} {'MiB/s':>7} {'CPU s/1M':>9} {'peak RSS MiB':>13} {'counted':>9}  runs (lines/s)")
+    for source in a.inputs.split(","):
+        runs = [run_once(a.agent, a.fake, lines_path, frames_path, a.lines, size, source) for _ in range(a.runs)]
+        med = lambda k: statistics.median(r[k] for r in runs)
+        counted = min(r["events"] for r in runs)
+        print(f"{source:<8} {med('lines_s'):>10,.0f} {med('mib_s'):>7.1f} {med('cpu') * 1e6 / a.lines:>9.2f} {med('rss_mib'):>13.1f} "
+              f"{counted:>9}  {[round(r['lines_s']) for r in runs]}" + ("" if counted == a.lines else "  LOST EVENTS"))
+    print(f"idle RSS (forward source, nothing flowing): {idle_rss(a.agent, a.fake):.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
