@@ -97,7 +97,7 @@ for _ in $(seq 50); do
   curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -q '^agent_events_sent_total [1-9]' && break; sleep 0.1
 done
 echo "sidecar metrics:"
-curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -E '^agent_(events_received_total\{source="stdin"\}|events_sent_total|put_log_events_total|buffer_bytes|resident_memory_bytes) '
+curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -E '^agent_(events_received_total\{source="stdin"\}|events_sent_total|put_log_events_total\{outcome="ok"\}|buffer_bytes|resident_memory_bytes) '
 
 say "stopping the API (SIGTERM, graceful); the sidecar drains and exits when its input ends"
 kill -TERM "$API_PID"; API_PID=""
