@@ -12,6 +12,7 @@ pub mod admin;
 pub mod config;
 pub mod metrics;
 pub mod pipeline;
+pub mod request_metrics;
 pub mod sinks;
 pub mod sources;
 
