@@ -46,6 +46,8 @@ log_group = "/bench/agent"
 endpoint = "{endpoint}"
 region = "us-east-1"
 max_in_flight = {IN_FLIGHT}
+[metrics]
+publish = "none"        # request metrics are still extracted; nothing leaves loopback
 """
 
 

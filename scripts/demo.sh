@@ -69,6 +69,15 @@ address = "127.0.0.1:$ADMIN_PORT"
 log_group = "/demo/api"
 endpoint = "$AWS_ENDPOINT_URL"
 batch_timeout_ms = 500
+[metrics]
+period_secs = 10
+namespace = "Demo/Api"
+static_dimensions = { Service = "api", Environment = "dev" }
+endpoint = "$AWS_ENDPOINT_URL"
+[uptime]
+urls = ["http://127.0.0.1:$PORT/health", "http://127.0.0.1:$PORT/api/health/db", "http://127.0.0.1:$PORT/api/health/redis"]
+interval_secs = 2
+timeout_ms = 1000
 TOML
 target/debug/agent validate --config "$WORK/agent.toml"
 # The API's stdout goes through a FIFO into the sidecar, as FireLens would carry it.
@@ -78,9 +87,9 @@ AGENT_PID=$!
 target/debug/api serve >"$WORK/api.pipe" 2>&1 &
 API_PID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
-curl -s "http://127.0.0.1:$PORT/health"; echo
-curl -s "http://127.0.0.1:$PORT/api/health/db"; echo
-curl -s "http://127.0.0.1:$PORT/api/health/redis"; echo
+echo "smoke test (agent probe):"
+target/debug/agent probe --url "http://127.0.0.1:$PORT/health" --url "http://127.0.0.1:$PORT/api/health/db" \
+  --url "http://127.0.0.1:$PORT/api/health/redis" --wait 10
 
 say "sending traffic (and stopping Redis for a moment)"
 for i in $(seq 1 40); do
@@ -90,6 +99,8 @@ for i in $(seq 1 40); do
 done
 scripts/services.sh stop "$WORK" redis >/dev/null
 curl -s "http://127.0.0.1:$PORT/api/health/redis"; echo "  ← Redis stopped"
+target/debug/agent probe --url "http://127.0.0.1:$PORT/api/health/redis" --timeout 3 || echo "  (agent probe exits $? while Redis is down)"
+sleep 3   # let the uptime prober see the outage too
 scripts/services.sh start "$WORK" redis >/dev/null
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/api/health/redis" >/dev/null && break; sleep 0.1; done
 curl -s "http://127.0.0.1:$PORT/api/health/redis"; echo "  ← Redis back"
@@ -149,5 +160,25 @@ if lat:
 print("  migrations:", [f'{p["version"]} {p["name"]}' for p in parsed if p.get("message") == "migration applied"] or "(run before the sidecar started)")
 leaked = [k for k, v in secret.items() if any(v in e["message"] for e in events)]
 print("  secret values found in CloudWatch:", leaked or "none")
+
+import datetime
+cw = boto3.client("cloudwatch", endpoint_url=endpoint)
+now = datetime.datetime.now(datetime.timezone.utc)
+def stat(name, dims, statistic):
+    points = cw.get_metric_statistics(Namespace="Demo/Api", MetricName=name, Dimensions=dims,
+        StartTime=now - datetime.timedelta(minutes=10), EndTime=now + datetime.timedelta(minutes=10),
+        Period=600, Statistics=[statistic])["Datapoints"]
+    return points[0][statistic] if points else None
+svc = [{"Name": "Service", "Value": "api"}, {"Name": "Environment", "Value": "dev"}]
+metrics = cw.list_metrics(Namespace="Demo/Api")["Metrics"]
+print(f"CloudWatch Metrics: namespace Demo/Api, {len(metrics)} metrics: {sorted({m['MetricName'] for m in metrics})}")
+for route in sorted({d["Value"] for m in metrics for d in m["Dimensions"] if d["Name"] == "Route"}):
+    dims = svc + [{"Name": "Route", "Value": route}, {"Name": "Method", "Value": "GET"}]
+    print(f"  {route:<20} RequestCount {stat('RequestCount', dims, 'Sum')}  ErrorCount {stat('ErrorCount', dims, 'Sum')}  "
+          f"Latency max {stat('Latency', dims, 'Maximum')} ms")
+for endpoint in ["/health", "/api/health/db", "/api/health/redis"]:
+    dims = svc + [{"Name": "Endpoint", "Value": endpoint}]
+    print(f"  HealthCheck {endpoint:<18} min {stat('HealthCheck', dims, 'Minimum')}  samples {stat('HealthCheck', dims, 'SampleCount')}")
+print(f"  Heartbeat samples: {stat('Heartbeat', svc, 'SampleCount')}")
 PY
-echo "Next issues add request metrics, alarms and Sentry events to this run."
+echo "Next issues add alarms (agent provision) and Sentry events to this run."

@@ -12,6 +12,8 @@ use axum::routing::get;
 
 use crate::metrics::Metrics;
 use crate::pipeline::budget::MemoryBudget;
+use crate::request_metrics::Recorder;
+use crate::uptime::UptimeState;
 
 /// What the admin endpoints read.
 #[derive(Debug, Clone)]
@@ -22,6 +24,10 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// The memory ceiling, for the buffer gauges.
     pub budget: MemoryBudget,
+    /// Request metrics, when on.
+    pub recorder: Option<Recorder>,
+    /// Latest probe results.
+    pub uptime: UptimeState,
 }
 
 /// The admin routes.

@@ -45,6 +45,153 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// Outputs.
     pub sinks: SinksConfig,
+    /// Request metrics from access-log events (and OTLP).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Health probes of the application.
+    #[serde(default)]
+    pub uptime: UptimeConfig,
+}
+
+/// Request metrics: extraction, aggregation and publication.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsConfig {
+    /// On by default.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Aggregation period in seconds: 60, or 10/20/30 for high-resolution metrics.
+    #[serde(default = "default_period_secs")]
+    pub period_secs: u64,
+    /// Distinct routes kept; the rest are folded into `route="other"`.
+    #[serde(default = "default_max_routes")]
+    pub max_routes: usize,
+    /// CloudWatch namespace.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Per-request dimensions: any of Route, Method, StatusClass.
+    #[serde(default = "default_dimensions")]
+    pub dimensions: Vec<String>,
+    /// Fixed dimensions added to every metric (e.g. Service, Environment).
+    #[serde(default)]
+    pub static_dimensions: std::collections::BTreeMap<String, String>,
+    /// Where metrics go: `cloudwatch` (PutMetricData) or `none` (Prometheus only).
+    #[serde(default = "default_publish")]
+    pub publish: String,
+    /// AWS region for CloudWatch; default from the environment.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Endpoint override for CloudWatch; default from the environment.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Field names of the access-log event.
+    #[serde(default)]
+    pub access_log: AccessLogFields,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            period_secs: default_period_secs(),
+            max_routes: default_max_routes(),
+            namespace: default_namespace(),
+            dimensions: default_dimensions(),
+            static_dimensions: std::collections::BTreeMap::new(),
+            publish: default_publish(),
+            region: None,
+            endpoint: None,
+            access_log: AccessLogFields::default(),
+        }
+    }
+}
+
+fn default_period_secs() -> u64 {
+    60
+}
+fn default_max_routes() -> usize {
+    50
+}
+fn default_namespace() -> String {
+    "ServiceObservability".into()
+}
+fn default_dimensions() -> Vec<String> {
+    vec!["Route".into(), "Method".into()]
+}
+fn default_publish() -> String {
+    "cloudwatch".into()
+}
+
+/// Field names of the API's access-log event.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AccessLogFields {
+    /// Route template field.
+    #[serde(default = "default_route_field")]
+    pub route: String,
+    /// HTTP method field.
+    #[serde(default = "default_method_field")]
+    pub method: String,
+    /// Status code field.
+    #[serde(default = "default_status_field")]
+    pub status: String,
+    /// Latency (milliseconds) field.
+    #[serde(default = "default_latency_field")]
+    pub latency_ms: String,
+}
+
+impl Default for AccessLogFields {
+    fn default() -> Self {
+        Self {
+            route: default_route_field(),
+            method: default_method_field(),
+            status: default_status_field(),
+            latency_ms: default_latency_field(),
+        }
+    }
+}
+
+fn default_route_field() -> String {
+    "route".into()
+}
+fn default_method_field() -> String {
+    "method".into()
+}
+fn default_status_field() -> String {
+    "status".into()
+}
+fn default_latency_field() -> String {
+    "latency_ms".into()
+}
+
+/// Health probes: each URL is fetched every interval; `HealthCheck` is 1 when it answers
+/// 2xx in time, else 0. A `Heartbeat` of 1 is published every period while the agent runs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UptimeConfig {
+    /// URLs to probe (plain http, e.g. http://127.0.0.1:8080/health); empty = no probes.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// Seconds between probes.
+    #[serde(default = "default_probe_interval")]
+    pub interval_secs: u64,
+    /// Timeout of one probe in ms.
+    #[serde(default = "default_probe_timeout")]
+    pub timeout_ms: u64,
+}
+
+impl Default for UptimeConfig {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            interval_secs: default_probe_interval(),
+            timeout_ms: default_probe_timeout(),
+        }
+    }
+}
+
+fn default_probe_interval() -> u64 {
+    15
+}
+fn default_probe_timeout() -> u64 {
+    3000
 }
 
 fn default_memory_limit_mib() -> u64 {
@@ -575,6 +722,64 @@ impl Config {
         check(
             (10..=300_000).contains(&cw.max_backoff_ms),
             "sinks.cloudwatch_logs.max_backoff_ms: must be 10..=300000".into(),
+        );
+        let m = &self.metrics;
+        check(
+            matches!(m.period_secs, 10 | 20 | 30)
+                || (m.period_secs >= 60 && m.period_secs % 60 == 0 && m.period_secs <= 3600),
+            "metrics.period_secs: must be 10, 20, 30 or a multiple of 60 up to 3600".into(),
+        );
+        check(
+            (1..=1000).contains(&m.max_routes),
+            "metrics.max_routes: must be 1..=1000".into(),
+        );
+        check(
+            !m.namespace.is_empty()
+                && m.namespace.len() <= 255
+                && !m.namespace.starts_with("AWS/")
+                && m.namespace.is_ascii(),
+            "metrics.namespace: 1-255 ASCII characters, not starting with AWS/".into(),
+        );
+        for (i, dimension) in m.dimensions.iter().enumerate() {
+            check(
+                matches!(dimension.as_str(), "Route" | "Method" | "StatusClass"),
+                format!("metrics.dimensions[{i}]: must be Route, Method or StatusClass"),
+            );
+        }
+        check(
+            m.dimensions.len() + m.static_dimensions.len() <= 9,
+            "metrics: at most 9 dimensions in all (EMF's limit, kept for both outputs)".into(),
+        );
+        for (name, value) in &m.static_dimensions {
+            check(
+                !value.is_empty()
+                    && value.len() <= 1024
+                    && value.is_ascii()
+                    && !name.is_empty()
+                    && name.len() <= 255,
+                format!(
+                    "metrics.static_dimensions.{name}: name and value must be 1-255 / 1-1024 ASCII characters"
+                ),
+            );
+        }
+        check(
+            matches!(m.publish.as_str(), "cloudwatch" | "none"),
+            "metrics.publish: must be cloudwatch or none".into(),
+        );
+        let u = &self.uptime;
+        for (i, url) in u.urls.iter().enumerate() {
+            check(
+                url.starts_with("http://") && url.len() > 7,
+                format!("uptime.urls[{i}]: must be an http:// URL"),
+            );
+        }
+        check(
+            (1..=3600).contains(&u.interval_secs),
+            "uptime.interval_secs: must be 1..=3600".into(),
+        );
+        check(
+            (50..=60_000).contains(&u.timeout_ms) && u.timeout_ms < u.interval_secs * 1000,
+            "uptime.timeout_ms: must be 50..=60000 and below the interval".into(),
         );
         errors
     }

@@ -10,11 +10,13 @@
 
 pub mod admin;
 pub mod config;
+pub mod http_client;
 pub mod metrics;
 pub mod pipeline;
 pub mod request_metrics;
 pub mod sinks;
 pub mod sources;
+pub mod uptime;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,10 +30,12 @@ use crate::config::Config;
 use crate::metrics::{Metrics, SourceKind};
 use crate::pipeline::budget::MemoryBudget;
 use crate::pipeline::ecs::SharedTaskInfo;
-use crate::pipeline::parse::ParseFields;
+use crate::pipeline::parse::{ParseFields, TimingFieldNames};
 use crate::pipeline::redact::Redactor;
 use crate::pipeline::{EventSenders, Processor};
+use crate::request_metrics::Recorder;
 use crate::sinks::cloudwatch_logs::CloudWatchLogsSink;
+use crate::uptime::UptimeState;
 
 /// The agent's version, as reported by `agent --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -57,10 +61,25 @@ pub async fn run(
         ParseFields {
             timestamp: config.pipeline.timestamp_field.clone(),
             level: config.pipeline.level_field.clone(),
+            timing: config.metrics.enabled.then(|| TimingFieldNames {
+                route: config.metrics.access_log.route.clone(),
+                method: config.metrics.access_log.method.clone(),
+                status: config.metrics.access_log.status.clone(),
+                latency_ms: config.metrics.access_log.latency_ms.clone(),
+            }),
         },
         redactor,
         config.sinks.cloudwatch_logs.max_event_bytes,
     );
+    let recorder = config
+        .metrics
+        .enabled
+        .then(|| Recorder::new(config.metrics.max_routes));
+    let processor = match &recorder {
+        Some(recorder) => processor.with_recorder(recorder.clone()),
+        None => processor,
+    };
+    let uptime = UptimeState::default();
     let (senders, receiver) = pipeline::channel(processor, budget.clone(), metrics.clone());
 
     let admin_listener = tokio::net::TcpListener::bind(&config.admin.address).await?;
@@ -71,6 +90,8 @@ pub async fn run(
             ready: ready.clone(),
             metrics: metrics.clone(),
             budget: budget.clone(),
+            recorder: recorder.clone(),
+            uptime: uptime.clone(),
         });
         let stop = admin_stop.clone();
         async move {
@@ -103,6 +124,33 @@ pub async fn run(
         sink.run(receiver)
             .instrument(tracing::info_span!("sink", kind = "cloudwatch_logs")),
     );
+
+    let stop_metrics = CancellationToken::new();
+    let mut background = JoinSet::new();
+    if !config.uptime.urls.is_empty() {
+        background.spawn(
+            uptime::run(config.uptime.clone(), uptime.clone(), stop_metrics.clone())
+                .instrument(tracing::info_span!("uptime")),
+        );
+    }
+    if let Some(recorder) = &recorder {
+        let client = match config.metrics.publish.as_str() {
+            "cloudwatch" => Some(sinks::cloudwatch_metrics::client(&config.metrics).await),
+            _ => None,
+        };
+        let publisher = sinks::cloudwatch_metrics::MetricsPublisher::new(
+            client,
+            &config.metrics,
+            recorder.clone(),
+            uptime.clone(),
+            metrics.clone(),
+        );
+        background.spawn(
+            publisher
+                .run(stop_metrics.clone())
+                .instrument(tracing::info_span!("sink", kind = "cloudwatch_metrics")),
+        );
+    }
 
     let stop_sources = CancellationToken::new();
     let mut sources = spawn_sources(&config, &senders, &stop_sources).await?;
@@ -144,6 +192,12 @@ pub async fn run(
             sink_task.await.unwrap_or(0)
         }
     };
+    // The last (partial) metrics period goes out after the logs have drained.
+    stop_metrics.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while background.join_next().await.is_some() {}
+    })
+    .await;
     if undelivered > 0 {
         tracing::error!(
             undelivered,

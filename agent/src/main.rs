@@ -40,6 +40,19 @@ enum Command {
         )]
         config: PathBuf,
     },
+    /// Probe health URLs once (the deployment smoke test): a line per check; exit 1 on the
+    /// first failure that outlives `--wait`.
+    Probe {
+        /// URLs to check, in order (http://).
+        #[arg(long = "url", required = true)]
+        urls: Vec<String>,
+        /// Timeout of each request, in seconds.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+        /// Keep retrying a failing check for up to this many seconds (0: one try).
+        #[arg(long, default_value_t = 0.0)]
+        wait: f64,
+    },
     /// Exit 0 when the admin server answers GET /health (container health checks).
     Health {
         /// Admin address.
@@ -100,6 +113,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Health { address } => health(&address),
+        Command::Probe {
+            urls,
+            timeout,
+            wait,
+        } => probe(&urls, timeout, wait),
     }
 }
 
@@ -123,6 +141,53 @@ fn health(address: &str) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+#[allow(
+    clippy::print_stdout,
+    reason = "one line per check is the command's output"
+)]
+fn probe(urls: &[String], timeout: f64, wait: f64) -> ExitCode {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return ExitCode::FAILURE;
+    };
+    let timeout = std::time::Duration::from_secs_f64(timeout.clamp(0.05, 120.0));
+    let wait = std::time::Duration::from_secs_f64(wait.clamp(0.0, 3600.0));
+    runtime.block_on(async {
+        for url in urls {
+            let deadline = std::time::Instant::now() + wait;
+            loop {
+                let result = agent::uptime::probe(url, timeout).await;
+                let status = result
+                    .status
+                    .map_or_else(|| "---".to_owned(), |s| s.to_string());
+                if result.healthy {
+                    println!("ok    {status} {:>9.1} ms  {url}", result.latency_ms);
+                    break;
+                }
+                let error = result.error.unwrap_or_default();
+                if std::time::Instant::now() >= deadline {
+                    println!(
+                        "FAIL  {status} {:>9.1} ms  {url}  ({error})",
+                        result.latency_ms
+                    );
+                    return ExitCode::FAILURE;
+                }
+                println!(
+                    "retry {status} {:>9.1} ms  {url}  ({error})",
+                    result.latency_ms
+                );
+                tokio::time::sleep(
+                    std::time::Duration::from_secs(1).min(deadline - std::time::Instant::now()),
+                )
+                .await;
+            }
+        }
+        ExitCode::SUCCESS
+    })
 }
 
 /// SIGTERM (ECS stopping the task) or SIGINT.

@@ -126,6 +126,8 @@ pub struct Metrics {
     truncated: AtomicU64,
     invalid_utf8: AtomicU64,
     redacted: AtomicU64,
+    metric_datums_sent: AtomicU64,
+    metric_datums_dropped: AtomicU64,
     latency_buckets: [AtomicU64; 11],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -176,6 +178,16 @@ impl Metrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_us
             .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// PutMetricData datums published (`ok`) or given up.
+    pub fn metric_datums(&self, ok: bool, count: u64) {
+        if ok {
+            &self.metric_datums_sent
+        } else {
+            &self.metric_datums_dropped
+        }
+        .fetch_add(count, Ordering::Relaxed);
     }
 
     /// An event cut to the size CloudWatch accepts.
@@ -348,6 +360,22 @@ impl Metrics {
             "Lines in which secrets were replaced.",
         );
         let _ = writeln!(out, "agent_lines_redacted_total {}", get(&self.redacted));
+        family(
+            &mut out,
+            "agent_metric_datums_total",
+            "counter",
+            "CloudWatch metric datums by outcome.",
+        );
+        let _ = writeln!(
+            out,
+            "agent_metric_datums_total{{outcome=\"sent\"}} {}",
+            get(&self.metric_datums_sent)
+        );
+        let _ = writeln!(
+            out,
+            "agent_metric_datums_total{{outcome=\"dropped\"}} {}",
+            get(&self.metric_datums_dropped)
+        );
         family(
             &mut out,
             "agent_buffer_bytes",

@@ -5,7 +5,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What the task metadata tells us, reduced to the fields we label with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -116,40 +115,16 @@ pub async fn fetch_in_background(uri: String, shared: SharedTaskInfo) {
     }
 }
 
-/// A bounded plain-HTTP GET (the metadata endpoint is link-local HTTP).
+/// GET with the metadata endpoint's budget; non-200 is an error.
 async fn http_get(url: &str) -> std::io::Result<Vec<u8>> {
-    let invalid =
-        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_owned());
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| invalid("metadata URI must be http://"))?;
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
-    let request = async {
-        let mut stream = tokio::net::TcpStream::connect(host).await?;
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: application/json\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await?;
-        let mut raw = Vec::new();
-        stream.take(4 * 1024 * 1024).read_to_end(&mut raw).await?;
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| invalid("truncated response"))?;
-        if !raw.starts_with(b"HTTP/1.1 200") && !raw.starts_with(b"HTTP/1.0 200") {
-            return Err(invalid("metadata endpoint did not answer 200"));
-        }
-        Ok(raw.split_off(split + 4))
-    };
-    tokio::time::timeout(Duration::from_secs(2), request)
-        .await
-        .map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::TimedOut, "metadata request timed out")
-        })?
+    let response = crate::http_client::get(url, Duration::from_secs(2)).await?;
+    if response.status != 200 {
+        return Err(std::io::Error::other(format!(
+            "metadata endpoint answered {}",
+            response.status
+        )));
+    }
+    Ok(response.body)
 }
 
 /// Renders a stream name template: `{container}`, `{task_id}`, `{cluster}`, `{family}`
@@ -196,6 +171,8 @@ pub fn render_stream_name(
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
 
     const TASK: &str = r#"{

@@ -23,6 +23,7 @@ use self::event::{Event, RawLine};
 use self::parse::ParseFields;
 use self::redact::Redactor;
 use crate::metrics::{Metrics, SourceKind};
+use crate::request_metrics::Recorder;
 
 /// Appended to an event cut to the size CloudWatch Logs accepts.
 pub const TRUNCATION_MARKER: &str = "...[truncated by agent]";
@@ -33,6 +34,7 @@ pub struct Processor {
     fields: ParseFields,
     redactor: Option<Redactor>,
     max_event_bytes: usize,
+    recorder: Option<Recorder>,
 }
 
 impl Processor {
@@ -43,7 +45,15 @@ impl Processor {
             fields,
             redactor,
             max_event_bytes: max_event_bytes.max(TRUNCATION_MARKER.len() + 4),
+            recorder: None,
         }
+    }
+
+    /// Also records the request timing of access-log events (when `fields.timing` names
+    /// their fields) into `recorder`.
+    pub fn with_recorder(mut self, recorder: Recorder) -> Self {
+        self.recorder = Some(recorder);
+        self
     }
 
     /// One line → one event. Never fails and never drops: a line that is not JSON, or not
@@ -60,7 +70,10 @@ impl Processor {
                 String::from_utf8_lossy(error.as_bytes()).into_owned()
             }
         };
-        let parsed = parse::parse(&message, &self.fields);
+        let mut parsed = parse::parse(&message, &self.fields);
+        if let (Some(recorder), Some(timing)) = (&self.recorder, parsed.timing.take()) {
+            recorder.record(timing);
+        }
         if let Some(redactor) = &self.redactor {
             if redactor.redact(&mut message, parsed.is_json) {
                 metrics.redacted();
@@ -276,6 +289,7 @@ mod tests {
             ParseFields {
                 timestamp: "timestamp".into(),
                 level: "level".into(),
+                timing: None,
             },
             Some(Redactor::new(&keys)),
             max,

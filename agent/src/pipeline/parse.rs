@@ -7,6 +7,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 use super::event::Level;
+use crate::request_metrics::RequestTiming;
 
 /// What the parse found.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -17,6 +18,22 @@ pub struct Parsed {
     pub time_ms: Option<i64>,
     /// Its level field, when present and recognised.
     pub level: Option<Level>,
+    /// The request timing of an access-log event: when extraction is on and all four
+    /// fields are present.
+    pub timing: Option<RequestTiming>,
+}
+
+/// Keys of the four fields of an access-log event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimingFieldNames {
+    /// Route template (a string).
+    pub route: String,
+    /// HTTP method (a string).
+    pub method: String,
+    /// Status code (a number).
+    pub status: String,
+    /// Latency in milliseconds (a number).
+    pub latency_ms: String,
 }
 
 /// Field names to look for.
@@ -26,6 +43,8 @@ pub struct ParseFields {
     pub timestamp: String,
     /// Key of the severity.
     pub level: String,
+    /// Keys of an access-log event's timing fields; `None` turns extraction off.
+    pub timing: Option<TimingFieldNames>,
 }
 
 /// Parses `line` (already UTF-8). Never fails: a line that is not a JSON object yields
@@ -66,13 +85,40 @@ impl<'de> Visitor<'de> for LineSeed<'_> {
             is_json: true,
             ..Parsed::default()
         };
+        let (mut route, mut method, mut status, mut latency) = (None, None, None, None);
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
-            if key.0 == self.fields.timestamp {
+            let key = key.0.as_ref();
+            if key == self.fields.timestamp {
                 parsed.time_ms = map.next_value::<TimeValue>()?.0;
-            } else if key.0 == self.fields.level {
+            } else if key == self.fields.level {
                 parsed.level = map.next_value::<LevelValue>()?.0;
+            } else if let Some(names) = &self.fields.timing {
+                if key == names.route {
+                    route = map.next_value::<Scalar>()?.text();
+                } else if key == names.method {
+                    method = map.next_value::<Scalar>()?.text();
+                } else if key == names.status {
+                    status = map.next_value::<Scalar>()?.number();
+                } else if key == names.latency_ms {
+                    latency = map.next_value::<Scalar>()?.number();
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
             } else {
                 map.next_value::<IgnoredAny>()?;
+            }
+        }
+        if let (Some(route), Some(method), Some(status), Some(latency_ms)) =
+            (route, method, status, latency)
+        {
+            if (0.0..=999.0).contains(&status) {
+                parsed.timing = Some(RequestTiming {
+                    route,
+                    method,
+                    status: status as u16,
+                    latency_ms,
+                    count: 1,
+                });
             }
         }
         Ok(parsed)
@@ -98,6 +144,72 @@ impl<'de> serde::Deserialize<'de> for CowStr<'de> {
             }
         }
         deserializer.deserialize_str(V)
+    }
+}
+
+/// A string or a number; containers are skipped.
+enum Scalar {
+    Text(String),
+    Number(f64),
+    Other,
+}
+
+impl Scalar {
+    fn text(self) -> Option<String> {
+        match self {
+            Self::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    fn number(self) -> Option<f64> {
+        match self {
+            Self::Number(n) => Some(n),
+            Self::Text(text) => text.trim().parse().ok(),
+            Self::Other => None,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a scalar")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Text(v.to_owned()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(v as f64))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(v))
+            }
+            fn visit_unit<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Scalar, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+        }
+        deserializer.deserialize_any(V)
     }
 }
 
@@ -290,6 +402,7 @@ mod tests {
         ParseFields {
             timestamp: "timestamp".into(),
             level: "level".into(),
+            timing: None,
         }
     }
 
@@ -337,7 +450,8 @@ mod tests {
             Parsed {
                 is_json: true,
                 time_ms: Some(1_795_656_891_144),
-                level: Some(Level::Error)
+                level: Some(Level::Error),
+                timing: None
             }
         );
     }
@@ -347,6 +461,7 @@ mod tests {
         let custom = ParseFields {
             timestamp: "ts".into(),
             level: "severity".into(),
+            timing: None,
         };
         assert_eq!(
             parse(r#"{"ts":1795656891144,"severity":"warning"}"#, &custom).time_ms,
@@ -377,6 +492,47 @@ mod tests {
     }
 
     #[test]
+    fn access_log_fields_become_a_request_timing() {
+        let mut with_timing = fields();
+        with_timing.timing = Some(TimingFieldNames {
+            route: "route".into(),
+            method: "method".into(),
+            status: "status".into(),
+            latency_ms: "latency_ms".into(),
+        });
+        let line = r#"{"level":"info","method":"GET","route":"/api/users/{id}","status":404,"latency_ms":1.25,"x":[1]}"#;
+        let timing = parse(line, &with_timing).timing.unwrap();
+        assert_eq!(
+            timing,
+            RequestTiming {
+                route: "/api/users/{id}".into(),
+                method: "GET".into(),
+                status: 404,
+                latency_ms: 1.25,
+                count: 1
+            }
+        );
+        // A status given as text counts; a missing field means no timing.
+        assert!(
+            parse(
+                r#"{"method":"GET","route":"/","status":"200","latency_ms":1}"#,
+                &with_timing
+            )
+            .timing
+            .is_some()
+        );
+        assert!(
+            parse(
+                r#"{"method":"GET","route":"/","latency_ms":1}"#,
+                &with_timing
+            )
+            .timing
+            .is_none()
+        );
+        assert!(parse(line, &fields()).timing.is_none(), "extraction off");
+    }
+
+    #[test]
     fn odd_field_types_are_ignored_not_fatal() {
         let parsed = parse(r#"{"timestamp":{"x":1},"level":42,"k":"v"}"#, &fields());
         assert_eq!(
@@ -384,7 +540,8 @@ mod tests {
             Parsed {
                 is_json: true,
                 time_ms: None,
-                level: None
+                level: None,
+                timing: None
             }
         );
     }

@@ -124,7 +124,11 @@ impl LogHistogram {
 
     /// Count of values ≤ `bound`, by bucket representative (for Prometheus buckets).
     pub fn count_le(&self, bound: f64) -> u64 {
-        self.values_and_counts().iter().filter(|(v, _)| *v <= bound).map(|(_, n)| n).sum()
+        self.values_and_counts()
+            .iter()
+            .filter(|(v, _)| *v <= bound)
+            .map(|(_, n)| n)
+            .sum()
     }
 }
 
@@ -204,6 +208,10 @@ mod tests {
             v *= 1.001;
         }
         // ln(3.6e9 / 1e-3) / ln(γ) ≈ 2,200 buckets for nine orders of magnitude.
-        assert!(h.values_and_counts().len() <= 2_250, "{}", h.values_and_counts().len());
+        assert!(
+            h.values_and_counts().len() <= 2_250,
+            "{}",
+            h.values_and_counts().len()
+        );
     }
 }

@@ -70,6 +70,8 @@ pub struct Aggregator {
     max_routes: usize,
     routes: std::collections::HashSet<String>,
     period: HashMap<TimingKey, Series>,
+    /// Since start, for Prometheus (cumulative, never reset).
+    cumulative: std::collections::BTreeMap<TimingKey, PromHistogram>,
     /// Requests whose route was folded into `other` (cumulative).
     pub folded: u64,
     /// Timings rejected as unusable (NaN, negative latency, empty method), cumulative.
@@ -79,12 +81,19 @@ pub struct Aggregator {
 impl Aggregator {
     /// At most `max_routes` distinct routes; the rest become [`OTHER_ROUTE`].
     pub fn new(max_routes: usize) -> Self {
-        Self { max_routes, ..Self::default() }
+        Self {
+            max_routes,
+            ..Self::default()
+        }
     }
 
     /// Adds a timing to the current period.
     pub fn record(&mut self, timing: RequestTiming) {
-        if !timing.latency_ms.is_finite() || timing.latency_ms < 0.0 || timing.method.is_empty() || timing.count == 0 {
+        if !timing.latency_ms.is_finite()
+            || timing.latency_ms < 0.0
+            || timing.method.is_empty()
+            || timing.count == 0
+        {
             self.invalid += 1;
             return;
         }
@@ -102,7 +111,15 @@ impl Aggregator {
         if method.len() > 16 || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
             method = "OTHER".into();
         }
-        let key = TimingKey { route, method, status_class: status_class(timing.status) };
+        let key = TimingKey {
+            route,
+            method,
+            status_class: status_class(timing.status),
+        };
+        self.cumulative
+            .entry(key.clone())
+            .or_default()
+            .record(timing.latency_ms / 1000.0, timing.count);
         let series = self.period.entry(key).or_default();
         series.count += timing.count;
         if (500..=599).contains(&timing.status) {
@@ -111,22 +128,129 @@ impl Aggregator {
         series.latency.record_n(timing.latency_ms, timing.count);
     }
 
+    /// Request counters and latency histograms in the Prometheus text format.
+    pub fn render_prometheus(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "# HELP http_server_requests_total Requests seen by the sidecar, by route, method and status class."
+        );
+        let _ = writeln!(out, "# TYPE http_server_requests_total counter");
+        for (key, histogram) in &self.cumulative {
+            let _ = writeln!(
+                out,
+                "http_server_requests_total{{{}}} {}",
+                labels(key),
+                histogram.count
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP http_server_request_duration_seconds Request latency."
+        );
+        let _ = writeln!(out, "# TYPE http_server_request_duration_seconds histogram");
+        for (key, histogram) in &self.cumulative {
+            let labels = labels(key);
+            let mut cumulative = 0;
+            for (bound, count) in PROM_BUCKETS_SECONDS.iter().zip(&histogram.buckets) {
+                cumulative += count;
+                let _ = writeln!(
+                    out,
+                    "http_server_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "http_server_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                histogram.count
+            );
+            let _ = writeln!(
+                out,
+                "http_server_request_duration_seconds_sum{{{labels}}} {}",
+                histogram.sum
+            );
+            let _ = writeln!(
+                out,
+                "http_server_request_duration_seconds_count{{{labels}}} {}",
+                histogram.count
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP agent_routes_folded_total Requests whose route was folded into route=\"other\"."
+        );
+        let _ = writeln!(out, "# TYPE agent_routes_folded_total counter");
+        let _ = writeln!(out, "agent_routes_folded_total {}", self.folded);
+        let _ = writeln!(
+            out,
+            "# HELP agent_timings_invalid_total Request timings rejected as unusable."
+        );
+        let _ = writeln!(out, "# TYPE agent_timings_invalid_total counter");
+        let _ = writeln!(out, "agent_timings_invalid_total {}", self.invalid);
+    }
+
     /// Ends the period: returns what it accumulated and starts an empty one.
     pub fn take_period(&mut self) -> HashMap<TimingKey, Series> {
         std::mem::take(&mut self.period)
     }
 }
 
+/// Upper bounds (seconds) of the Prometheus latency buckets.
+pub const PROM_BUCKETS_SECONDS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Non-cumulative bucket counts; rendering accumulates them.
+#[derive(Debug, Clone, Default)]
+struct PromHistogram {
+    buckets: [u64; 12],
+    count: u64,
+    sum: f64,
+}
+
+impl PromHistogram {
+    fn record(&mut self, seconds: f64, n: u64) {
+        if let Some(i) = PROM_BUCKETS_SECONDS
+            .iter()
+            .position(|bound| seconds <= *bound)
+        {
+            self.buckets[i] += n;
+        }
+        self.count += n;
+        self.sum += seconds * n as f64;
+    }
+}
+
+/// Prometheus label set of a key, values escaped.
+fn labels(key: &TimingKey) -> String {
+    let escape = |v: &str| {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    format!(
+        "route=\"{}\",method=\"{}\",status_class=\"{}\"",
+        escape(&key.route),
+        escape(&key.method),
+        key.status_class
+    )
+}
+
 /// A route label must look like a template: starts with `/`, short, printable ASCII, and
 /// no segment that is obviously an id (all digits, or a long hex/uuid run), so a raw path
 /// that slipped through never becomes a dimension.
 pub fn is_route_template(route: &str) -> bool {
-    if !route.starts_with('/') || route.len() > 256 || !route.bytes().all(|b| b.is_ascii_graphic()) || route.contains('?') {
+    if !route.starts_with('/')
+        || route.len() > 256
+        || !route.bytes().all(|b| b.is_ascii_graphic())
+        || route.contains('?')
+    {
         return false;
     }
     route.split('/').filter(|s| !s.is_empty()).all(|segment| {
         let digits = segment.bytes().all(|b| b.is_ascii_digit());
-        let hexish = segment.len() >= 16 && segment.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        let hexish =
+            segment.len() >= 16 && segment.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
         !digits && !hexish
     })
 }
@@ -140,7 +264,9 @@ pub struct Recorder {
 impl Recorder {
     /// A recorder over a fresh aggregator with the given route limit.
     pub fn new(max_routes: usize) -> Self {
-        Self { inner: Arc::new(Mutex::new(Aggregator::new(max_routes))) }
+        Self {
+            inner: Arc::new(Mutex::new(Aggregator::new(max_routes))),
+        }
     }
 
     /// Records one timing (or `count` identical ones).
@@ -152,7 +278,10 @@ impl Recorder {
 
     /// Runs `f` on the aggregator (the publisher takes periods this way).
     pub fn with<T>(&self, f: impl FnOnce(&mut Aggregator) -> T) -> Option<T> {
-        self.inner.lock().ok().map(|mut aggregator| f(&mut aggregator))
+        self.inner
+            .lock()
+            .ok()
+            .map(|mut aggregator| f(&mut aggregator))
     }
 }
 
@@ -161,7 +290,13 @@ mod tests {
     use super::*;
 
     fn timing(route: &str, status: u16, latency_ms: f64) -> RequestTiming {
-        RequestTiming { route: route.into(), method: "get".into(), status, latency_ms, count: 1 }
+        RequestTiming {
+            route: route.into(),
+            method: "get".into(),
+            status,
+            latency_ms,
+            count: 1,
+        }
     }
 
     #[test]
@@ -171,22 +306,85 @@ mod tests {
         aggregator.record(timing("/health", 503, 2.0));
         aggregator.record(timing("/health", 503, 3.0));
         let period = aggregator.take_period();
-        let ok = &period[&TimingKey { route: "/health".into(), method: "GET".into(), status_class: "2xx" }];
-        let failed = &period[&TimingKey { route: "/health".into(), method: "GET".into(), status_class: "5xx" }];
+        let ok = &period[&TimingKey {
+            route: "/health".into(),
+            method: "GET".into(),
+            status_class: "2xx",
+        }];
+        let failed = &period[&TimingKey {
+            route: "/health".into(),
+            method: "GET".into(),
+            status_class: "5xx",
+        }];
         assert_eq!((ok.count, ok.errors), (1, 0));
         assert_eq!((failed.count, failed.errors), (2, 2));
-        assert!(aggregator.take_period().is_empty(), "a new period starts empty");
+        assert!(
+            aggregator.take_period().is_empty(),
+            "a new period starts empty"
+        );
     }
 
     #[test]
     fn routes_beyond_the_limit_and_raw_paths_fold_into_other() {
         let mut aggregator = Aggregator::new(2);
-        for route in ["/a", "/b", "/c", "/users/12345", "/x/0b8f9e2c-1d2e-4f3a-9b8c-7d6e5f4a3b2c", "/q?token=1"] {
+        for route in [
+            "/a",
+            "/b",
+            "/c",
+            "/users/12345",
+            "/x/0b8f9e2c-1d2e-4f3a-9b8c-7d6e5f4a3b2c",
+            "/q?token=1",
+        ] {
             aggregator.record(timing(route, 200, 1.0));
         }
-        let routes: std::collections::BTreeSet<_> = aggregator.take_period().into_keys().map(|k| k.route).collect();
-        assert_eq!(routes, ["/a", "/b", "other"].into_iter().map(String::from).collect());
+        let routes: std::collections::BTreeSet<_> = aggregator
+            .take_period()
+            .into_keys()
+            .map(|k| k.route)
+            .collect();
+        assert_eq!(
+            routes,
+            ["/a", "/b", "other"]
+                .into_iter()
+                .map(String::from)
+                .collect()
+        );
         assert_eq!(aggregator.folded, 4);
+    }
+
+    #[test]
+    fn prometheus_histograms_are_cumulative_with_help_and_type() {
+        let mut aggregator = Aggregator::new(10);
+        for ms in [0.5, 3.0, 3.0, 40.0, 20_000.0] {
+            aggregator.record(timing("/a\"b", 200, ms));
+        }
+        aggregator.take_period();
+        let mut text = String::new();
+        aggregator.render_prometheus(&mut text);
+        let labels = r#"route="/a\"b",method="GET",status_class="2xx""#;
+        assert!(
+            text.contains(&format!("http_server_requests_total{{{labels}}} 5\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "http_server_request_duration_seconds_bucket{{{labels},le=\"0.001\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "http_server_request_duration_seconds_bucket{{{labels},le=\"0.005\"}} 3\n"
+        )));
+        assert!(text.contains(&format!(
+            "http_server_request_duration_seconds_bucket{{{labels},le=\"0.05\"}} 4\n"
+        )));
+        assert!(text.contains(&format!(
+            "http_server_request_duration_seconds_bucket{{{labels},le=\"10\"}} 4\n"
+        )));
+        assert!(text.contains(&format!(
+            "http_server_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} 5\n"
+        )));
+        assert!(text.contains(&format!(
+            "http_server_request_duration_seconds_count{{{labels}}} 5\n"
+        )));
+        assert!(text.contains("# TYPE http_server_request_duration_seconds histogram\n"));
     }
 
     #[test]

@@ -2,3 +2,5 @@
 //! what it holds before returning.
 
 pub mod cloudwatch_logs;
+pub mod cloudwatch_metrics;
+pub mod retry;

@@ -125,6 +125,7 @@ mod tests {
             ParseFields {
                 timestamp: "timestamp".into(),
                 level: "level".into(),
+                timing: None,
             },
             None,
             1024,

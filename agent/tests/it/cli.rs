@@ -64,3 +64,60 @@ fn missing_variable_in_config_is_named() {
             .contains("environment variable AGENT_LOG_GROUP is not set")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probe_prints_a_line_per_check_and_fails_on_the_first_failure() {
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/api/health/redis",
+            get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "down") }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = format!("http://127.0.0.1:{port}");
+    let run = move |urls: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let mut command = agent_command();
+            command.arg("probe").args(["--timeout", "1"]);
+            for url in urls {
+                command.args(["--url", &url]);
+            }
+            command.output().unwrap()
+        })
+    };
+    let ok = run(vec![format!("{base}/health")]).await.unwrap();
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("ok    200"));
+
+    let failed = run(vec![
+        format!("{base}/health"),
+        format!("{base}/api/health/redis"),
+        format!("{base}/never"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&failed.stdout);
+    let lines: Vec<_> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "stops at the first failure: {text}");
+    assert!(
+        lines[1].starts_with("FAIL  503") && lines[1].ends_with("(status 503)"),
+        "{text}"
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = run(vec![format!("http://127.0.0.1:{closed}/health")])
+        .await
+        .unwrap();
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stdout).starts_with("FAIL  ---"));
+}

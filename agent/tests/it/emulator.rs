@@ -176,3 +176,105 @@ async fn events_in_equal_events_read_back_in_order() {
         "the too-old event is counted and logged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_metrics_reach_cloudwatch_with_the_counts_and_latencies_of_the_traffic() {
+    let moto = Moto::start();
+    let mut options = Options::new(moto.endpoint.clone());
+    options.metrics = format!(
+        "[metrics]\nperiod_secs = 10\nnamespace = \"Test/Api\"\ndimensions = [\"Route\", \"Method\"]\n\
+         static_dimensions = {{ Service = \"api\" }}\nendpoint = \"{}\"\nregion = \"us-east-1\"\n",
+        moto.endpoint
+    );
+    let mut agent = Agent::start(&options);
+    let stdin = agent.child.stdin.as_mut().unwrap();
+    let mut latency_sum = 0.0;
+    for i in 0..110 {
+        let (status, latency) = if i < 100 {
+            (200, 1.0 + i as f64)
+        } else {
+            (503, 2_000.0)
+        };
+        latency_sum += latency;
+        let line = format!(
+            r#"{{"level":"info","target":"access","method":"GET","route":"/api/users/{{id}}","status":{status},"latency_ms":{latency},"request_id":"r{i}"}}"#
+        );
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+    }
+    agent.close_stdin();
+    let (code, logs, _) = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{logs}");
+
+    let config = aws_sdk_cloudwatch::Config::builder()
+        .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
+        .endpoint_url(&moto.endpoint)
+        .region(aws_sdk_cloudwatch::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_cloudwatch::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .build();
+    let cloudwatch = aws_sdk_cloudwatch::Client::from_conf(config);
+    let now = std::time::SystemTime::now();
+    let stats = |name: &'static str| {
+        let cloudwatch = cloudwatch.clone();
+        async move {
+            use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+            let output = cloudwatch
+                .get_metric_statistics()
+                .namespace("Test/Api")
+                .metric_name(name)
+                .dimensions(Dimension::builder().name("Service").value("api").build())
+                .dimensions(
+                    Dimension::builder()
+                        .name("Route")
+                        .value("/api/users/{id}")
+                        .build(),
+                )
+                .dimensions(Dimension::builder().name("Method").value("GET").build())
+                .start_time(aws_sdk_cloudwatch::primitives::DateTime::from(
+                    now - Duration::from_secs(600),
+                ))
+                .end_time(aws_sdk_cloudwatch::primitives::DateTime::from(
+                    now + Duration::from_secs(600),
+                ))
+                .period(60)
+                .statistics(Statistic::Sum)
+                .statistics(Statistic::SampleCount)
+                .statistics(Statistic::Minimum)
+                .statistics(Statistic::Maximum)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GetMetricStatistics {name}: {e:?}"));
+            let points = output.datapoints().to_vec();
+            assert_eq!(points.len(), 1, "{name}: {points:?}");
+            points[0].clone()
+        }
+    };
+    let requests = stats("RequestCount").await;
+    assert_eq!(requests.sum(), Some(110.0));
+    let errors = stats("ErrorCount").await;
+    assert_eq!(errors.sum(), Some(10.0));
+    let latency = stats("Latency").await;
+    assert_eq!(latency.sample_count(), Some(110.0));
+    let sum = latency.sum().unwrap();
+    assert!(
+        (sum - latency_sum).abs() <= 0.005 * latency_sum,
+        "latency sum {sum} vs {latency_sum}"
+    );
+    assert!((latency.minimum().unwrap() - 1.0).abs() < 0.01);
+    assert!((latency.maximum().unwrap() - 2_000.0).abs() < 0.01);
+    let heartbeat = cloudwatch
+        .list_metrics()
+        .namespace("Test/Api")
+        .metric_name("Heartbeat")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !heartbeat.metrics().is_empty(),
+        "the heartbeat is published"
+    );
+}

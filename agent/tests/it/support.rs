@@ -38,6 +38,8 @@ pub(crate) struct Options {
     pub(crate) memory_limit_mib: u64,
     pub(crate) shutdown_grace_secs: u64,
     pub(crate) extra: String,
+    /// The `[metrics]` table; by default nothing is published (no traffic leaves loopback).
+    pub(crate) metrics: String,
 }
 
 impl Options {
@@ -47,6 +49,7 @@ impl Options {
             memory_limit_mib: 64,
             shutdown_grace_secs: 10,
             extra: String::new(),
+            metrics: "[metrics]\npublish = \"none\"\n".into(),
         }
     }
 }
@@ -73,11 +76,13 @@ batch_timeout_ms = 200
 max_backoff_ms = 400
 request_timeout_ms = 2000
 {extra}
+{metrics}
 "#,
             memory = options.memory_limit_mib,
             grace = options.shutdown_grace_secs,
             endpoint = options.endpoint,
             extra = options.extra,
+            metrics = options.metrics,
         );
         let path = dir.path().join("agent.toml");
         std::fs::write(&path, config).unwrap();

@@ -3,10 +3,9 @@
 //! CloudWatch has stored (or definitively refused) each event.
 //!
 //! Split as Vector splits its sinks: `request_builder` (pure batching and the limits),
-//! `service` (the AWS calls), `retry` (error classification and backoff).
+//! `service` (the AWS calls); `sinks::retry` classifies errors and paces retries.
 
 pub mod request_builder;
-pub mod retry;
 pub mod service;
 
 use std::collections::HashMap;

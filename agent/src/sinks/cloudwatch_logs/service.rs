@@ -11,9 +11,9 @@ use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use tokio_util::sync::CancellationToken;
 
-use super::retry::{Backoff, Failure, classify};
 use crate::metrics::{DropReason, Metrics, RetryReason};
 use crate::pipeline::event::Event;
+use crate::sinks::retry::{Backoff, Failure, classify};
 
 /// Shared by every request of the sink.
 #[derive(Debug, Clone)]

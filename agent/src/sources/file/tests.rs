@@ -35,6 +35,7 @@ impl Tail {
         let fields = ParseFields {
             timestamp: "timestamp".into(),
             level: "level".into(),
+            timing: None,
         };
         let budget = MemoryBudget::new(budget_bytes);
         let (senders, rx) = pipeline::channel(
@@ -397,6 +398,7 @@ async fn an_invalid_glob_is_an_error() {
             ParseFields {
                 timestamp: "t".into(),
                 level: "l".into(),
+                timing: None,
             },
             None,
             MIB,

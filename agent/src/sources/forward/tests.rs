@@ -651,6 +651,7 @@ fn pipeline(budget: usize) -> (EventSender, mpsc::Receiver<Batch>, MemoryBudget)
     let fields = ParseFields {
         timestamp: "timestamp".into(),
         level: "level".into(),
+        timing: None,
     };
     let processor = Processor::new(fields, None, 256 * 1024);
     let budget = MemoryBudget::new(budget);

@@ -1,4 +1,4 @@
-//! Which PutLogEvents failures to retry, and how long to wait.
+//! Which AWS call failures to retry, and how long to wait: one policy for every sink.
 
 use std::time::Duration;
 

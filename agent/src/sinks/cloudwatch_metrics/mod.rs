@@ -1,0 +1,165 @@
+//! The request-metrics publisher: every period it takes the aggregates and probe results,
+//! builds datums (`request_builder`), and sends them with PutMetricData (aws-sdk-cloudwatch
+//! pinned to 1.99, whose JSON protocol the emulator speaks), retrying with the shared
+//! policy for a bounded number of attempts: metrics are periodic, a later period supersedes.
+
+pub mod request_builder;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_cloudwatch::Client;
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use tokio_util::sync::CancellationToken;
+
+use self::request_builder::{Datum, Period, Shape, Unit, build, calls};
+use crate::config::MetricsConfig;
+use crate::metrics::Metrics;
+use crate::pipeline::now_ms;
+use crate::request_metrics::Recorder;
+use crate::sinks::retry::{Backoff, Failure, classify};
+use crate::uptime::UptimeState;
+
+/// Attempts per PutMetricData call before the datums are dropped (and counted).
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Builds the CloudWatch client (SDK retries off; ours decide).
+pub async fn client(config: &MetricsConfig) -> Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::disabled());
+    if let Some(region) = &config.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &config.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    Client::new(&loader.load().await)
+}
+
+/// Publishes each period's metrics.
+#[derive(Debug)]
+pub struct MetricsPublisher {
+    client: Option<Client>,
+    namespace: String,
+    shape: Shape,
+    period: Duration,
+    recorder: Recorder,
+    uptime: UptimeState,
+    metrics: Arc<Metrics>,
+}
+
+impl MetricsPublisher {
+    /// `client` is `None` when publishing is off (Prometheus only).
+    pub fn new(
+        client: Option<Client>,
+        config: &MetricsConfig,
+        recorder: Recorder,
+        uptime: UptimeState,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            client,
+            namespace: config.namespace.clone(),
+            shape: Shape {
+                dimensions: config.dimensions.clone(),
+                static_dimensions: config.static_dimensions.clone(),
+                storage_resolution: if config.period_secs < 60 { 1 } else { 60 },
+            },
+            period: Duration::from_secs(config.period_secs),
+            recorder,
+            uptime,
+            metrics,
+        }
+    }
+
+    /// Publishes at the end of every period until `shutdown`, then once more (the partial
+    /// last period) and returns.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.period, self.period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.flush().await,
+                () = shutdown.cancelled() => {
+                    self.flush().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Takes the current period and publishes it.
+    pub async fn flush(&self) {
+        let requests = self
+            .recorder
+            .with(|aggregator| aggregator.take_period())
+            .unwrap_or_default();
+        let period = Period {
+            requests,
+            probes: self.uptime.take_period(),
+            heartbeat: true,
+        };
+        let datums = build(&period, &self.shape, now_ms());
+        let Some(client) = &self.client else { return };
+        for call in calls(datums) {
+            self.put(client, call).await;
+        }
+    }
+
+    async fn put(&self, client: &Client, datums: Vec<Datum>) {
+        let count = datums.len() as u64;
+        let data: Vec<MetricDatum> = datums.iter().map(to_sdk).collect();
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        for attempt in 1..=MAX_ATTEMPTS {
+            let call = client
+                .put_metric_data()
+                .namespace(&self.namespace)
+                .set_metric_data(Some(data.clone()))
+                .send();
+            let failure = match tokio::time::timeout(Duration::from_secs(10), call).await {
+                Ok(Ok(_)) => {
+                    self.metrics.metric_datums(true, count);
+                    return;
+                }
+                Ok(Err(error)) => classify(&error),
+                Err(_) => Failure::Retry(crate::metrics::RetryReason::Timeout),
+            };
+            match failure {
+                Failure::Retry(reason) if attempt < MAX_ATTEMPTS => {
+                    self.metrics.retried(reason);
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                other => {
+                    tracing::error!(failure = ?other, datums = count, "PutMetricData failed; this period's metrics are dropped");
+                    self.metrics.metric_datums(false, count);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn to_sdk(datum: &Datum) -> MetricDatum {
+    let unit = match datum.unit {
+        Unit::Count => StandardUnit::Count,
+        Unit::Milliseconds => StandardUnit::Milliseconds,
+        Unit::None => StandardUnit::None,
+    };
+    MetricDatum::builder()
+        .metric_name(datum.name)
+        .set_dimensions(Some(
+            datum
+                .dimensions
+                .iter()
+                .map(|(name, value)| Dimension::builder().name(name).value(value).build())
+                .collect(),
+        ))
+        .set_values(Some(datum.values.iter().map(|(v, _)| *v).collect()))
+        .set_counts(Some(datum.values.iter().map(|(_, n)| *n).collect()))
+        .unit(unit)
+        .timestamp(DateTime::from_millis(datum.timestamp_ms))
+        .storage_resolution(datum.storage_resolution)
+        .build()
+}
