@@ -74,7 +74,8 @@ pub struct MetricsConfig {
     /// Fixed dimensions added to every metric (e.g. Service, Environment).
     #[serde(default)]
     pub static_dimensions: std::collections::BTreeMap<String, String>,
-    /// Where metrics go: `cloudwatch` (PutMetricData) or `none` (Prometheus only).
+    /// Where metrics go: `cloudwatch` (PutMetricData), `emf` (Embedded Metric Format events
+    /// in the log group's `emf-metrics` stream) or `none` (Prometheus only).
     #[serde(default = "default_publish")]
     pub publish: String,
     /// AWS region for CloudWatch; default from the environment.
@@ -235,6 +236,9 @@ pub struct SourcesConfig {
     pub file: Option<FileConfig>,
     /// `POST /v1/logs` with NDJSON.
     pub http: Option<HttpConfig>,
+    /// OTLP receiver (gRPC 4317, HTTP 4318): traces and metrics become request timings,
+    /// log records join the log pipeline.
+    pub otlp: Option<crate::sources::otlp::OtlpConfig>,
 }
 
 /// Fluent Forward server.
@@ -616,8 +620,12 @@ impl Config {
         );
         let s = &self.sources;
         check(
-            s.forward.is_some() || s.stdin.is_some() || s.file.is_some() || s.http.is_some(),
-            "sources: at least one of forward, stdin, file, http must be configured".into(),
+            s.forward.is_some()
+                || s.stdin.is_some()
+                || s.file.is_some()
+                || s.http.is_some()
+                || s.otlp.is_some(),
+            "sources: at least one of forward, stdin, file, http, otlp must be configured".into(),
         );
         if let Some(forward) = &s.forward {
             check(
@@ -763,8 +771,8 @@ impl Config {
             );
         }
         check(
-            matches!(m.publish.as_str(), "cloudwatch" | "none"),
-            "metrics.publish: must be cloudwatch or none".into(),
+            matches!(m.publish.as_str(), "cloudwatch" | "emf" | "none"),
+            "metrics.publish: must be cloudwatch, emf or none".into(),
         );
         let u = &self.uptime;
         for (i, url) in u.urls.iter().enumerate() {
@@ -781,6 +789,9 @@ impl Config {
             (50..=60_000).contains(&u.timeout_ms) && u.timeout_ms < u.interval_secs * 1000,
             "uptime.timeout_ms: must be 50..=60000 and below the interval".into(),
         );
+        if let Some(otlp) = &self.sources.otlp {
+            errors.extend(otlp.validate("sources.otlp"));
+        }
         errors
     }
 
@@ -918,7 +929,7 @@ max_in_flight = 0
             .0;
         assert_eq!(
             errors,
-            ["sources: at least one of forward, stdin, file, http must be configured"]
+            ["sources: at least one of forward, stdin, file, http, otlp must be configured"]
         );
         let errors = Config::parse(
             &format!("{MINIMAL}\nmemory_limit_mib = \"lots\"\n"),

@@ -134,9 +134,17 @@ pub async fn run(
         );
     }
     if let Some(recorder) = &recorder {
+        use sinks::cloudwatch_metrics::{EMF_STREAM, Output};
         let client = match config.metrics.publish.as_str() {
-            "cloudwatch" => Some(sinks::cloudwatch_metrics::client(&config.metrics).await),
-            _ => None,
+            "cloudwatch" => {
+                Output::PutMetricData(sinks::cloudwatch_metrics::client(&config.metrics).await)
+            }
+            "emf" => Output::Emf {
+                logs: sinks::cloudwatch_logs::client(&config.sinks.cloudwatch_logs).await,
+                group: config.sinks.cloudwatch_logs.log_group.clone(),
+                stream: EMF_STREAM.to_owned(),
+            },
+            _ => Output::None,
         };
         let publisher = sinks::cloudwatch_metrics::MetricsPublisher::new(
             client,
@@ -153,7 +161,7 @@ pub async fn run(
     }
 
     let stop_sources = CancellationToken::new();
-    let mut sources = spawn_sources(&config, &senders, &stop_sources).await?;
+    let mut sources = spawn_sources(&config, &senders, &recorder, &stop_sources).await?;
     drop(senders);
     ready.store(true, Ordering::Relaxed);
     tracing::info!(version = VERSION, sources = sources.len(), "agent started");
@@ -214,6 +222,7 @@ pub async fn run(
 async fn spawn_sources(
     config: &Config,
     senders: &EventSenders,
+    recorder: &Option<Recorder>,
     stop: &CancellationToken,
 ) -> anyhow::Result<JoinSet<anyhow::Result<()>>> {
     let mut set = JoinSet::new();
@@ -237,6 +246,16 @@ async fn spawn_sources(
         set.spawn(
             sources::file::run(file.clone(), out, stop.child_token())
                 .instrument(tracing::info_span!("source", kind = "file")),
+        );
+    }
+    if let Some(otlp) = &s.otlp {
+        let out = senders.for_source(SourceKind::Otlp);
+        // Timings still flow (to Prometheus only) when publishing is off; with metrics
+        // disabled they go to a recorder nobody reads.
+        let recorder = recorder.clone().unwrap_or_else(|| Recorder::new(1));
+        set.spawn(
+            sources::otlp::run(otlp.clone(), out, recorder, stop.child_token())
+                .instrument(tracing::info_span!("source", kind = "otlp")),
         );
     }
     if let Some(http) = &s.http {

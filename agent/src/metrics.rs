@@ -18,11 +18,19 @@ pub enum SourceKind {
     File,
     /// `POST /v1/logs`.
     Http,
+    /// OTLP log records.
+    Otlp,
 }
 
 impl SourceKind {
     /// Every kind, in label order.
-    pub const ALL: [Self; 4] = [Self::Forward, Self::Stdin, Self::File, Self::Http];
+    pub const ALL: [Self; 5] = [
+        Self::Forward,
+        Self::Stdin,
+        Self::File,
+        Self::Http,
+        Self::Otlp,
+    ];
 
     /// The `source` label.
     pub fn as_str(self) -> &'static str {
@@ -31,6 +39,7 @@ impl SourceKind {
             Self::Stdin => "stdin",
             Self::File => "file",
             Self::Http => "http",
+            Self::Otlp => "otlp",
         }
     }
 }
@@ -115,8 +124,8 @@ const LATENCY_BUCKETS_MS: [u64; 11] = [5, 10, 25, 50, 100, 250, 500, 1_000, 2_50
 /// All counters. Shared by reference (`Arc<Metrics>`), never global.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    received_events: [AtomicU64; 4],
-    received_bytes: [AtomicU64; 4],
+    received_events: [AtomicU64; 5],
+    received_bytes: [AtomicU64; 5],
     sent_events: AtomicU64,
     sent_bytes: AtomicU64,
     dropped: [AtomicU64; 5],

@@ -42,10 +42,22 @@ pub enum Level {
 }
 
 impl Level {
+    /// The canonical lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+            Self::Fatal => "fatal",
+        }
+    }
+
     /// Reads the usual spellings, case-insensitively.
     pub fn parse(text: &str) -> Option<Self> {
         let level = match text.len() {
-            0..=9 => text.to_ascii_lowercase(),
+            0..=11 => text.to_ascii_lowercase(),
             _ => return None,
         };
         Some(match level.as_str() {

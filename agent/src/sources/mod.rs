@@ -4,4 +4,5 @@
 pub mod file;
 pub mod forward;
 pub mod http;
+pub mod otlp;
 pub mod stdin;

@@ -22,6 +22,8 @@ pub(crate) struct Recorded {
     pub(crate) put_calls: usize,
     pub(crate) groups: Vec<String>,
     pub(crate) retention: Option<i64>,
+    /// Messages sent with `x-amzn-logs-format: json/emf`, by stream.
+    pub(crate) emf: Vec<(String, String)>,
     /// Rule violations seen (must stay empty).
     pub(crate) violations: Vec<String>,
 }
@@ -146,6 +148,17 @@ async fn handle(State(fake): State<FakeCwl>, headers: HeaderMap, body: Bytes) ->
                 .unwrap_or_default()
                 .to_owned();
             let events = request["logEvents"].as_array().cloned().unwrap_or_default();
+            if headers
+                .get("x-amzn-logs-format")
+                .and_then(|v| v.to_str().ok())
+                == Some("json/emf")
+            {
+                for event in &events {
+                    let message = event["message"].as_str().unwrap_or_default().to_owned();
+                    recorded.emf.push((stream.clone(), message));
+                }
+                return ok(json!({}));
+            }
             let mut size = 0;
             let mut last = i64::MIN;
             let (mut first, mut final_time) = (None, 0);

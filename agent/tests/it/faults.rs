@@ -239,3 +239,49 @@ async fn memory_ceiling_slows_the_input_instead_of_growing() {
     assert_exactly_once(&fake.messages(), total);
     assert_no_violations(&fake);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn emf_output_writes_spec_valid_documents_with_the_emf_header() {
+    let (fake, endpoint, _server) = fake().await;
+    let mut options = Options::new(endpoint);
+    options.metrics =
+        "[metrics]\npublish = \"emf\"\nperiod_secs = 10\nnamespace = \"Test/Emf\"\n".into();
+    let mut agent = Agent::start(&options);
+    let lines: Vec<String> = (0..250)
+        .map(|i| {
+            format!(
+                r#"{{"method":"GET","route":"/health","status":{},"latency_ms":{}}}"#,
+                if i % 50 == 0 { 500 } else { 200 },
+                1 + i
+            )
+        })
+        .collect();
+    agent.write_lines(&lines);
+    agent.close_stdin();
+    let (code, logs, _) = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{logs}");
+    let emf = fake.recorded.lock().unwrap().emf.clone();
+    assert!(
+        !emf.is_empty(),
+        "EMF events must be sent with the json/emf header: {logs}"
+    );
+    let (mut requests, mut errors, mut latencies) = (0.0, 0.0, 0);
+    for (stream, document) in &emf {
+        assert_eq!(stream, "emf-metrics");
+        agent::sinks::cloudwatch_metrics::emf::check_against_spec(document)
+            .unwrap_or_else(|e| panic!("{e}: {document}"));
+        let value: serde_json::Value = serde_json::from_str(document).unwrap();
+        if value["Route"] == "/health" {
+            requests += value["RequestCount"].as_f64().unwrap_or(0.0);
+            errors += value["ErrorCount"].as_f64().unwrap_or(0.0);
+            latencies += value["Latency"]
+                .as_array()
+                .map_or(usize::from(value["Latency"].is_number()), Vec::len);
+        }
+    }
+    assert_eq!((requests, errors, latencies), (250.0, 5.0, 250));
+    // The access lines themselves still went to the log stream, not the EMF one.
+    assert_eq!(fake.count(), 250);
+}

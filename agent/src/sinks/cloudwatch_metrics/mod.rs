@@ -3,6 +3,7 @@
 //! pinned to 1.99, whose JSON protocol the emulator speaks), retrying with the shared
 //! policy for a bounded number of attempts: metrics are periodic, a later period supersedes.
 
+pub mod emf;
 pub mod request_builder;
 
 use std::sync::Arc;
@@ -37,10 +38,31 @@ pub async fn client(config: &MetricsConfig) -> Client {
     Client::new(&loader.load().await)
 }
 
+/// Where a period's datums go.
+#[derive(Debug)]
+pub enum Output {
+    /// PutMetricData.
+    PutMetricData(Client),
+    /// EMF documents in a CloudWatch Logs stream.
+    Emf {
+        /// The Logs client.
+        logs: aws_sdk_cloudwatchlogs::Client,
+        /// Log group of the EMF events.
+        group: String,
+        /// Log stream of the EMF events.
+        stream: String,
+    },
+    /// Nothing (Prometheus only).
+    None,
+}
+
+/// The log stream EMF documents are written to.
+pub const EMF_STREAM: &str = "emf-metrics";
+
 /// Publishes each period's metrics.
 #[derive(Debug)]
 pub struct MetricsPublisher {
-    client: Option<Client>,
+    output: Output,
     namespace: String,
     shape: Shape,
     period: Duration,
@@ -50,16 +72,16 @@ pub struct MetricsPublisher {
 }
 
 impl MetricsPublisher {
-    /// `client` is `None` when publishing is off (Prometheus only).
+    /// A publisher writing to `output`.
     pub fn new(
-        client: Option<Client>,
+        output: Output,
         config: &MetricsConfig,
         recorder: Recorder,
         uptime: UptimeState,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            client,
+            output,
             namespace: config.namespace.clone(),
             shape: Shape {
                 dimensions: config.dimensions.clone(),
@@ -102,9 +124,85 @@ impl MetricsPublisher {
             heartbeat: true,
         };
         let datums = build(&period, &self.shape, now_ms());
-        let Some(client) = &self.client else { return };
-        for call in calls(datums) {
-            self.put(client, call).await;
+        match &self.output {
+            Output::PutMetricData(client) => {
+                for call in calls(datums) {
+                    self.put(client, call).await;
+                }
+            }
+            Output::Emf {
+                logs,
+                group,
+                stream,
+            } => self.put_emf(logs, group, stream, &datums).await,
+            Output::None => {}
+        }
+    }
+
+    async fn put_emf(
+        &self,
+        logs: &aws_sdk_cloudwatchlogs::Client,
+        group: &str,
+        stream: &str,
+        datums: &[Datum],
+    ) {
+        let documents = emf::documents(datums, &self.namespace);
+        if documents.is_empty() {
+            return;
+        }
+        // Idempotent set-up; "already exists" is the normal answer after the first period.
+        let _ = logs.create_log_group().log_group_name(group).send().await;
+        let _ = logs
+            .create_log_stream()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .send()
+            .await;
+        let timestamp = now_ms();
+        let events: Vec<aws_sdk_cloudwatchlogs::types::InputLogEvent> = documents
+            .into_iter()
+            .filter_map(|document| {
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(timestamp)
+                    .message(document)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let count = datums.len() as u64;
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        for attempt in 1..=MAX_ATTEMPTS {
+            let call = logs
+                .put_log_events()
+                .log_group_name(group)
+                .log_stream_name(stream)
+                .set_log_events(Some(events.clone()))
+                .customize()
+                .mutate_request(|request| {
+                    request
+                        .headers_mut()
+                        .insert("x-amzn-logs-format", "json/emf");
+                })
+                .send();
+            let failure = match tokio::time::timeout(Duration::from_secs(10), call).await {
+                Ok(Ok(_)) => {
+                    self.metrics.metric_datums(true, count);
+                    return;
+                }
+                Ok(Err(error)) => classify(&error),
+                Err(_) => Failure::Retry(crate::metrics::RetryReason::Timeout),
+            };
+            match failure {
+                Failure::Retry(reason) if attempt < MAX_ATTEMPTS => {
+                    self.metrics.retried(reason);
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                other => {
+                    tracing::error!(failure = ?other, datums = count, "EMF PutLogEvents failed; this period's metrics are dropped");
+                    self.metrics.metric_datums(false, count);
+                    return;
+                }
+            }
         }
     }
 
