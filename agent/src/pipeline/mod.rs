@@ -23,7 +23,7 @@ use self::event::{Event, RawLine};
 use self::parse::ParseFields;
 use self::redact::Redactor;
 use crate::metrics::{Metrics, SourceKind};
-use crate::request_metrics::Recorder;
+use crate::request_metrics::{Recorder, RequestTiming};
 
 /// Appended to an event cut to the size CloudWatch Logs accepts.
 pub const TRUNCATION_MARKER: &str = "...[truncated by agent]";
@@ -49,6 +49,13 @@ impl Processor {
         }
     }
 
+    /// Hands collected timings to the recorder (one lock for the batch).
+    pub fn record(&self, timings: Vec<RequestTiming>) {
+        if let (Some(recorder), false) = (&self.recorder, timings.is_empty()) {
+            recorder.record_all(timings);
+        }
+    }
+
     /// Also records the request timing of access-log events (when `fields.timing` names
     /// their fields) into `recorder`.
     pub fn with_recorder(mut self, recorder: Recorder) -> Self {
@@ -59,6 +66,21 @@ impl Processor {
     /// One line → one event. Never fails and never drops: a line that is not JSON, or not
     /// UTF-8, is shipped as it is (invalid bytes replaced by U+FFFD).
     pub fn process(&self, raw: RawLine, now_ms: i64, metrics: &Metrics) -> Event {
+        let mut timings = Vec::new();
+        let event = self.process_collecting(raw, now_ms, metrics, &mut timings);
+        self.record(timings);
+        event
+    }
+
+    /// Like [`process`](Self::process), but leaves an access-log event's timing in
+    /// `timings`, so a batch takes the aggregator's lock once rather than per line.
+    pub fn process_collecting(
+        &self,
+        raw: RawLine,
+        now_ms: i64,
+        metrics: &Metrics,
+        timings: &mut Vec<RequestTiming>,
+    ) -> Event {
         let mut bytes = raw.bytes;
         if bytes.last() == Some(&b'\r') {
             bytes.pop();
@@ -71,8 +93,8 @@ impl Processor {
             }
         };
         let mut parsed = parse::parse(&message, &self.fields);
-        if let (Some(recorder), Some(timing)) = (&self.recorder, parsed.timing.take()) {
-            recorder.record(timing);
+        if let Some(timing) = parsed.timing.take() {
+            timings.push(timing);
         }
         if let Some(redactor) = &self.redactor {
             if redactor.redact(&mut message, parsed.is_json) {
@@ -207,9 +229,13 @@ impl EventSender {
         let mut chunk: Vec<Event> = Vec::new();
         let mut cost = 0usize;
         let mut raw_bytes = 0u64;
+        let mut timings = Vec::new();
         for line in lines {
             raw_bytes += line.bytes.len() as u64;
-            let event = shared.processor.process(line, now, &shared.metrics);
+            let event =
+                shared
+                    .processor
+                    .process_collecting(line, now, &shared.metrics, &mut timings);
             if !chunk.is_empty() && cost + event.cost() > chunk_limit {
                 self.push(std::mem::take(&mut chunk), cost, raw_bytes)
                     .await?;
@@ -219,6 +245,7 @@ impl EventSender {
             cost += event.cost();
             chunk.push(event);
         }
+        shared.processor.record(timings);
         if !chunk.is_empty() {
             self.push(chunk, cost, raw_bytes).await?;
         }

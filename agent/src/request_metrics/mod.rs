@@ -276,6 +276,15 @@ impl Recorder {
         }
     }
 
+    /// Records a batch under one lock.
+    pub fn record_all(&self, timings: Vec<RequestTiming>) {
+        if let Ok(mut aggregator) = self.inner.lock() {
+            for timing in timings {
+                aggregator.record(timing);
+            }
+        }
+    }
+
     /// Runs `f` on the aggregator (the publisher takes periods this way).
     pub fn with<T>(&self, f: impl FnOnce(&mut Aggregator) -> T) -> Option<T> {
         self.inner
