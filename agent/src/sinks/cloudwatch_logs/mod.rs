@@ -43,15 +43,9 @@ pub struct CloudWatchLogsSink {
 /// Builds the SDK client: region and endpoint from the config or the standard environment
 /// (`AWS_REGION`, `AWS_ENDPOINT_URL`), the SDK's own retries off (ours decide).
 pub async fn client(config: &CloudWatchLogsConfig) -> Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(aws_config::retry::RetryConfig::disabled());
-    if let Some(region) = &config.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    if let Some(endpoint) = &config.endpoint {
-        loader = loader.endpoint_url(endpoint);
-    }
-    Client::new(&loader.load().await)
+    Client::new(
+        &crate::sinks::sdk_config(config.region.as_deref(), config.endpoint.as_deref()).await,
+    )
 }
 
 impl CloudWatchLogsSink {

@@ -27,15 +27,9 @@ const MAX_ATTEMPTS: u32 = 5;
 
 /// Builds the CloudWatch client (SDK retries off; ours decide).
 pub async fn client(config: &MetricsConfig) -> Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(aws_config::retry::RetryConfig::disabled());
-    if let Some(region) = &config.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    if let Some(endpoint) = &config.endpoint {
-        loader = loader.endpoint_url(endpoint);
-    }
-    Client::new(&loader.load().await)
+    Client::new(
+        &crate::sinks::sdk_config(config.region.as_deref(), config.endpoint.as_deref()).await,
+    )
 }
 
 /// Where a period's datums go.
@@ -170,10 +164,8 @@ impl MetricsPublisher {
             })
             .collect();
         let count = datums.len() as u64;
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-        for attempt in 1..=MAX_ATTEMPTS {
-            let call = logs
-                .put_log_events()
+        self.send_with_retries("EMF PutLogEvents", count, || {
+            logs.put_log_events()
                 .log_group_name(group)
                 .log_stream_name(stream)
                 .set_log_events(Some(events.clone()))
@@ -183,40 +175,46 @@ impl MetricsPublisher {
                         .headers_mut()
                         .insert("x-amzn-logs-format", "json/emf");
                 })
-                .send();
-            let failure = match tokio::time::timeout(Duration::from_secs(10), call).await {
-                Ok(Ok(_)) => {
-                    self.metrics.metric_datums(true, count);
-                    return;
-                }
-                Ok(Err(error)) => classify(&error),
-                Err(_) => Failure::Retry(crate::metrics::RetryReason::Timeout),
-            };
-            match failure {
-                Failure::Retry(reason) if attempt < MAX_ATTEMPTS => {
-                    self.metrics.retried(reason);
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-                other => {
-                    tracing::error!(failure = ?other, datums = count, "EMF PutLogEvents failed; this period's metrics are dropped");
-                    self.metrics.metric_datums(false, count);
-                    return;
-                }
-            }
-        }
+                .send()
+        })
+        .await;
     }
 
     async fn put(&self, client: &Client, datums: Vec<Datum>) {
         let count = datums.len() as u64;
         let data: Vec<MetricDatum> = datums.iter().map(to_sdk).collect();
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-        for attempt in 1..=MAX_ATTEMPTS {
-            let call = client
+        self.send_with_retries("PutMetricData", count, || {
+            client
                 .put_metric_data()
                 .namespace(&self.namespace)
                 .set_metric_data(Some(data.clone()))
-                .send();
-            let failure = match tokio::time::timeout(Duration::from_secs(10), call).await {
+                .send()
+        })
+        .await;
+    }
+
+    /// Runs `call` until it succeeds, at most [`MAX_ATTEMPTS`] times, retrying what the
+    /// shared policy calls retryable; counts the `count` datums as sent or dropped.
+    async fn send_with_retries<T, E, Fut>(
+        &self,
+        what: &str,
+        count: u64,
+        mut call: impl FnMut() -> Fut,
+    ) where
+        E: aws_sdk_cloudwatch::error::ProvideErrorMetadata,
+        Fut: std::future::Future<
+                Output = Result<
+                    T,
+                    aws_sdk_cloudwatch::error::SdkError<
+                        E,
+                        aws_sdk_cloudwatch::config::http::HttpResponse,
+                    >,
+                >,
+            >,
+    {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        for attempt in 1..=MAX_ATTEMPTS {
+            let failure = match tokio::time::timeout(Duration::from_secs(10), call()).await {
                 Ok(Ok(_)) => {
                     self.metrics.metric_datums(true, count);
                     return;
@@ -230,7 +228,7 @@ impl MetricsPublisher {
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
                 other => {
-                    tracing::error!(failure = ?other, datums = count, "PutMetricData failed; this period's metrics are dropped");
+                    tracing::error!(failure = ?other, datums = count, "{what} failed; this period's metrics are dropped");
                     self.metrics.metric_datums(false, count);
                     return;
                 }
