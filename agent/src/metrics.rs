@@ -135,6 +135,7 @@ pub struct Metrics {
     truncated: AtomicU64,
     invalid_utf8: AtomicU64,
     redacted: AtomicU64,
+    input_errors: std::sync::Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
     metric_datums_sent: AtomicU64,
     metric_datums_dropped: AtomicU64,
     latency_buckets: [AtomicU64; 11],
@@ -187,6 +188,13 @@ impl Metrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_us
             .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// A rejected frame, request or connection on an input, by a fixed `kind` label.
+    pub fn input_error(&self, source: SourceKind, kind: &'static str) {
+        if let Ok(mut errors) = self.input_errors.lock() {
+            *errors.entry((source.as_str(), kind)).or_default() += 1;
+        }
     }
 
     /// PutMetricData datums published (`ok`) or given up.
@@ -369,6 +377,20 @@ impl Metrics {
             "Lines in which secrets were replaced.",
         );
         let _ = writeln!(out, "agent_lines_redacted_total {}", get(&self.redacted));
+        family(
+            &mut out,
+            "agent_input_errors_total",
+            "counter",
+            "Frames, requests or connections an input rejected, by kind.",
+        );
+        if let Ok(errors) = self.input_errors.lock() {
+            for ((source, kind), count) in errors.iter() {
+                let _ = writeln!(
+                    out,
+                    "agent_input_errors_total{{source=\"{source}\",kind=\"{kind}\"}} {count}"
+                );
+            }
+        }
         family(
             &mut out,
             "agent_metric_datums_total",

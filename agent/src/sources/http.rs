@@ -12,6 +12,7 @@ use axum::routing::post;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HttpConfig;
+use crate::metrics::SourceKind;
 use crate::pipeline::event::RawLine;
 use crate::pipeline::{EventSender, TrySendError};
 
@@ -66,10 +67,20 @@ async fn ingest(State(state): State<HttpState>, headers: HeaderMap, body: Bytes)
             .read_to_end(&mut decoded)
         {
             Ok(_) if decoded.len() > state.max_body => {
+                state
+                    .out
+                    .metrics()
+                    .input_error(SourceKind::Http, "too_large");
                 return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
             }
             Ok(_) => Bytes::from(decoded),
-            Err(_) => return reply(StatusCode::BAD_REQUEST, "invalid gzip body"),
+            Err(_) => {
+                state
+                    .out
+                    .metrics()
+                    .input_error(SourceKind::Http, "bad_gzip");
+                return reply(StatusCode::BAD_REQUEST, "invalid gzip body");
+            }
         }
     } else {
         body
@@ -88,6 +99,10 @@ async fn ingest(State(state): State<HttpState>, headers: HeaderMap, body: Bytes)
         )
             .into_response(),
         Err(TrySendError::Full) => {
+            state
+                .out
+                .metrics()
+                .input_error(SourceKind::Http, "pipeline_full");
             let mut response = reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "pipeline full, retry later",
@@ -121,6 +136,14 @@ mod tests {
     use crate::pipeline::{Batch, Processor};
 
     fn setup(budget_bytes: usize, max_body: usize) -> (Router, tokio::sync::mpsc::Receiver<Batch>) {
+        let (router, rx, _) = setup_with_metrics(budget_bytes, max_body);
+        (router, rx)
+    }
+
+    fn setup_with_metrics(
+        budget_bytes: usize,
+        max_body: usize,
+    ) -> (Router, tokio::sync::mpsc::Receiver<Batch>, Arc<Metrics>) {
         let processor = Processor::new(
             ParseFields {
                 timestamp: "timestamp".into(),
@@ -130,12 +153,14 @@ mod tests {
             None,
             1024,
         );
-        let (senders, rx) = crate::pipeline::channel(
-            processor,
-            MemoryBudget::new(budget_bytes),
-            Arc::new(Metrics::default()),
-        );
-        (router(senders.for_source(SourceKind::Http), max_body), rx)
+        let metrics = Arc::new(Metrics::default());
+        let (senders, rx) =
+            crate::pipeline::channel(processor, MemoryBudget::new(budget_bytes), metrics.clone());
+        (
+            router(senders.for_source(SourceKind::Http), max_body),
+            rx,
+            metrics,
+        )
     }
 
     fn post(body: impl Into<Body>, gzip: bool) -> Request<Body> {
@@ -199,7 +224,7 @@ mod tests {
     #[tokio::test]
     async fn full_pipeline_gets_503_with_retry_after() {
         // Each request costs 150 + 64 bytes of a 1000-byte budget: four fit, the fifth not.
-        let (app, mut rx) = setup(1000, 4096);
+        let (app, mut rx, metrics) = setup_with_metrics(1000, 4096);
         for _ in 0..4 {
             let response = app
                 .clone()
@@ -215,6 +240,12 @@ mod tests {
             .unwrap();
         assert_eq!(fifth.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(fifth.headers()[header::RETRY_AFTER], "1");
+        let rendered = metrics.render(&MemoryBudget::new(1));
+        assert!(
+            rendered
+                .contains("agent_input_errors_total{source=\"http\",kind=\"pipeline_full\"} 1\n"),
+            "{rendered}"
+        );
         for _ in 0..4 {
             assert_eq!(rx.try_recv().unwrap().events.len(), 1);
         }

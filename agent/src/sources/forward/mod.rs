@@ -28,6 +28,7 @@ use tracing::Instrument;
 
 use self::decode::{Body, DecodeError, Decoder, FrameScanner, Partial, Record};
 use crate::config::ForwardConfig;
+use crate::metrics::SourceKind;
 use crate::pipeline::event::RawLine;
 use crate::pipeline::{EventSender, TRUNCATION_MARKER};
 
@@ -181,9 +182,12 @@ async fn serve(
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, max_connections, "refusing a fluent forward connection: too many open");
+            out.metrics()
+                .input_error(SourceKind::Forward, "connection_refused");
             continue;
         };
         let connection = Connection::new(limits, out.clone());
+        let counter = out.clone();
         let shutdown = shutdown.clone();
         let span = tracing::info_span!("forward_connection", %peer);
         connections.spawn(
@@ -194,7 +198,10 @@ async fn serve(
                 };
                 match result {
                     Ok(()) => tracing::debug!("fluent forward connection closed"),
-                    Err(error) => tracing::warn!(%error, kind = error.kind(), "closed a fluent forward connection"),
+                    Err(error) => {
+                        tracing::warn!(%error, kind = error.kind(), "closed a fluent forward connection");
+                        counter.metrics().input_error(SourceKind::Forward, error.kind());
+                    }
                 }
                 drop(slot);
             }
