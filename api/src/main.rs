@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use api::config::{self, Config, ConfigError, Env, ProcessEnv};
 use api::migrate::{self, Migrator, Status};
+use api::otel::{OtelGuard, OtelHandles};
 use api::secrets;
 use clap::{Parser, Subcommand};
 
@@ -64,26 +65,53 @@ enum MigrateAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    api::telemetry::init(tracing::Level::INFO);
-    std::panic::set_hook(Box::new(|info| {
-        tracing::error!(error_kind = "panic", panic = %info, "panic");
-    }));
+    let command = cli.command.unwrap_or(Command::Serve);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(error) => {
+            api::telemetry::init(tracing::Level::INFO);
             tracing::error!(error = %error, "cannot start the async runtime");
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli.command.unwrap_or(Command::Serve)))
+    // Only `serve` handles requests, so only it exports; the export requests run on this
+    // runtime. Built before the subscriber, which carries its tracing layer.
+    let otel = match command {
+        Command::Serve => api::otel::init(&ProcessEnv, runtime.handle()),
+        _ => Ok(None),
+    };
+    let (otel, otel_error) = match otel {
+        Ok(guard) => (guard, None),
+        Err(error) => (None, Some(error)),
+    };
+    api::telemetry::init_with(
+        tracing::Level::INFO,
+        otel.as_ref().and_then(OtelGuard::tracing_layer),
+    );
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!(error_kind = "panic", panic = %info, "panic");
+    }));
+    if let Some(error) = otel_error {
+        // Telemetry must not take the API down: serve without export, and say why.
+        tracing::warn!(
+            error = %api::telemetry::error_chain(&error),
+            error_kind = error.kind(),
+            "OpenTelemetry export disabled"
+        );
+    }
+    let code = runtime.block_on(run(command, otel.as_ref().map(OtelGuard::handles)));
+    // The final flush (bounded by otel::SHUTDOWN_TIMEOUT) needs the runtime, which carries
+    // the export requests, but must not block one of its workers: hence here.
+    drop(otel);
+    code
 }
 
-async fn run(command: Command) -> ExitCode {
+async fn run(command: Command, otel: Option<OtelHandles>) -> ExitCode {
     match command {
-        Command::Serve => serve().await,
+        Command::Serve => serve(otel).await,
         Command::Migrate { action, dir } => migrate(action, dir).await,
         Command::CheckConfig => check_config().await,
         Command::Healthcheck { timeout } => healthcheck(Duration::from_secs(timeout)).await,
@@ -116,7 +144,7 @@ fn config_error(error: ConfigError) -> ExitCode {
     ExitCode::from(EX_USAGE)
 }
 
-async fn serve() -> ExitCode {
+async fn serve(otel: Option<OtelHandles>) -> ExitCode {
     let config = match load_config().await {
         Ok(config) => config,
         Err(code) => return code,
@@ -142,7 +170,14 @@ async fn serve() -> ExitCode {
         app_env = config.app_env.as_str(),
         "listening"
     );
-    let app = api::app(state);
+    if otel.is_some() {
+        tracing::info!(
+            target: "otel",
+            endpoint = ProcessEnv.var(api::otel::ENDPOINT_VAR).as_deref(),
+            "exporting OpenTelemetry traces and metrics"
+        );
+    }
+    let app = api::app_with_otel(state, otel.as_ref());
     match api::server::serve(
         listener,
         app,

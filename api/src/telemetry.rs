@@ -11,13 +11,23 @@ use std::time::SystemTime;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::Layer;
-use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::layer::{Context, Identity, SubscriberExt};
+use tracing_subscriber::{Layer, Registry};
 
 /// Installs the JSON layer as the global subscriber. Events below `max_level` are discarded.
 pub fn init(max_level: Level) {
-    let subscriber =
-        tracing_subscriber::registry().with(JsonLayer::new(max_level, std::io::stdout));
+    init_with(max_level, Identity::new());
+}
+
+/// [`init`], with `extra` (the OpenTelemetry layer, or `None`) on the same registry. The JSON
+/// output is the same either way.
+pub fn init_with<L>(max_level: Level, extra: L)
+where
+    L: Layer<Registry> + Send + Sync + 'static,
+{
+    let subscriber = tracing_subscriber::registry()
+        .with(extra)
+        .with(JsonLayer::new(max_level, std::io::stdout));
     // A second call (tests) keeps the first subscriber; that is fine.
     let _ = tracing::subscriber::set_global_default(subscriber);
 }

@@ -5,5 +5,6 @@ mod access_log;
 mod config;
 mod health;
 mod migrations;
+mod otel;
 mod shutdown;
 mod support;
