@@ -157,6 +157,8 @@ async fn serve(otel: Option<OtelHandles>) -> ExitCode {
         }
     };
     let address = std::net::SocketAddr::from(([0, 0, 0, 0], config.port));
+    // Installed before "listening" is logged, so no SIGTERM can fall between the two.
+    let shutdown = api::server::shutdown_signal();
     let listener = match tokio::net::TcpListener::bind(address).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -181,7 +183,7 @@ async fn serve(otel: Option<OtelHandles>) -> ExitCode {
     match api::server::serve(
         listener,
         app,
-        api::server::shutdown_signal(),
+        shutdown,
         api::server::SHUTDOWN_GRACE,
     )
     .await

@@ -78,3 +78,37 @@ async fn shutdown_deadline_bounds_stuck_requests() {
         "{took:?}"
     );
 }
+
+#[test]
+fn sigterm_before_the_first_connection_is_still_graceful() {
+    // Regression: the handler used to be installed on first poll, after the first connection.
+    let services = crate::support::Services::start(&["postgres", "redis"]);
+    let mut env = crate::support::app_env(&services);
+    env.insert("PORT".into(), crate::support::free_port().to_string());
+    let mut child = crate::support::api_command(&env)
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the "listening" line, then signal without ever connecting.
+    use std::io::BufRead;
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while stdout.read_line(&mut line).unwrap() > 0 && !line.contains("\"listening\"") {
+        line.clear();
+    }
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM must stop the server gracefully"
+    );
+}
