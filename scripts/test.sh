@@ -2,7 +2,7 @@
 # The whole test suite, from a fresh clone: installs what the tests need, then runs
 # formatting and lint checks, every Rust test (each starts its own PostgreSQL, Redis and
 # AWS emulator on free loopback ports through scripts/services.sh), and the offline
-# infrastructure checks.
+# infrastructure, workflow and deploy-script checks.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -28,6 +28,11 @@ cargo test --workspace --locked
 if [ -x scripts/check-terraform.sh ]; then
   step "terraform checks"
   scripts/check-terraform.sh
+fi
+
+if [ -x scripts/check-workflows.sh ]; then
+  step "workflow, Dockerfile and deploy-script checks"
+  scripts/check-workflows.sh
 fi
 
 step "all tests passed"
