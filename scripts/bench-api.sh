@@ -59,6 +59,8 @@ log_group = "/bench/api"
 endpoint = "http://127.0.0.1:1"
 [metrics]
 publish = "none"
+[metrics.access_log]
+enabled = false
 TOML
 target/release/agent run --config "$WORK/agent.toml" 2>/dev/null &
 PIDS+=("$!")

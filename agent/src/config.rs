@@ -125,6 +125,10 @@ fn default_publish() -> String {
 /// Field names of the API's access-log event.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AccessLogFields {
+    /// Take request timings from access-log events (on by default; turn off when the
+    /// timings come from OTLP instead, or each request would count twice).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
     /// Route template field.
     #[serde(default = "default_route_field")]
     pub route: String,
@@ -142,6 +146,7 @@ pub struct AccessLogFields {
 impl Default for AccessLogFields {
     fn default() -> Self {
         Self {
+            enabled: true,
             route: default_route_field(),
             method: default_method_field(),
             status: default_status_field(),
@@ -792,6 +797,18 @@ impl Config {
         if let Some(otlp) = &self.sources.otlp {
             errors.extend(otlp.validate("sources.otlp"));
         }
+        if let Some(otlp) = &self.sources.otlp {
+            if otlp.request_timings != "none"
+                && self.metrics.enabled
+                && self.metrics.access_log.enabled
+            {
+                errors.push(format!(
+                    "sources.otlp.request_timings: \"{}\" and metrics.access_log would count each request twice; \
+                     set one of them off (request_timings = \"none\" or metrics.access_log.enabled = false)",
+                    otlp.request_timings
+                ));
+            }
+        }
         errors
     }
 
@@ -920,6 +937,26 @@ max_in_flight = 0
                 "sinks.cloudwatch_logs.max_event_bytes",
             ]
         );
+    }
+
+    #[test]
+    fn validate_rejects_counting_requests_twice() {
+        let both = format!("{MINIMAL}\n[sources.otlp]\n");
+        let errors = Config::parse(&both, &env(&[])).unwrap_err().0;
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].starts_with("sources.otlp.request_timings:"),
+            "{errors:?}"
+        );
+        for fix in [
+            "[sources.otlp]\nrequest_timings = \"none\"\n",
+            "[sources.otlp]\n[metrics.access_log]\nenabled = false\n",
+        ] {
+            assert!(
+                Config::parse(&format!("{MINIMAL}\n{fix}"), &env(&[])).is_ok(),
+                "{fix}"
+            );
+        }
     }
 
     #[test]

@@ -61,11 +61,13 @@ pub async fn run(
         ParseFields {
             timestamp: config.pipeline.timestamp_field.clone(),
             level: config.pipeline.level_field.clone(),
-            timing: config.metrics.enabled.then(|| TimingFieldNames {
-                route: config.metrics.access_log.route.clone(),
-                method: config.metrics.access_log.method.clone(),
-                status: config.metrics.access_log.status.clone(),
-                latency_ms: config.metrics.access_log.latency_ms.clone(),
+            timing: (config.metrics.enabled && config.metrics.access_log.enabled).then(|| {
+                TimingFieldNames {
+                    route: config.metrics.access_log.route.clone(),
+                    method: config.metrics.access_log.method.clone(),
+                    status: config.metrics.access_log.status.clone(),
+                    latency_ms: config.metrics.access_log.latency_ms.clone(),
+                }
             }),
         },
         redactor,

@@ -62,6 +62,16 @@ pub struct OtlpConfig {
     /// (gRPC: OUT_OF_RANGE, tonic's answer) (default 4 MiB).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Which OTLP signal yields request timings: `metrics` (the
+    /// `http.server.request.duration` histogram; independent of trace sampling; the default),
+    /// `traces` (SERVER spans) or `none`. One only: the API sends both, and counting both
+    /// would count every request twice.
+    #[serde(default = "default_request_timings")]
+    pub request_timings: String,
+}
+
+fn default_request_timings() -> String {
+    "metrics".into()
 }
 
 fn default_http_address() -> String {
@@ -80,6 +90,7 @@ impl Default for OtlpConfig {
             http_address: default_http_address(),
             grpc_address: default_grpc_address(),
             max_body_bytes: default_max_body_bytes(),
+            request_timings: default_request_timings(),
         }
     }
 }
@@ -97,6 +108,11 @@ impl OtlpConfig {
                     "{path}.{key}: must be IP:port, or empty to disable"
                 ));
             }
+        }
+        if !matches!(self.request_timings.as_str(), "metrics" | "traces" | "none") {
+            errors.push(format!(
+                "{path}.request_timings: must be metrics, traces or none"
+            ));
         }
         if self.http_address.is_empty() && self.grpc_address.is_empty() {
             errors.push(format!(
@@ -119,7 +135,7 @@ pub async fn run(
     timings: Recorder,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let receiver = Receiver::new(timings, logs);
+    let receiver = Receiver::new(timings, &config.request_timings, logs);
     let max_body = config.max_body_bytes;
     let http = async {
         if config.http_address.is_empty() {
@@ -152,17 +168,20 @@ pub async fn run(
 #[derive(Debug, Clone)]
 struct Receiver {
     timings: Recorder,
+    /// `metrics`, `traces` or `none` (see [`OtlpConfig::request_timings`]).
+    timings_from: String,
     logs: EventSender,
     cumulative: Arc<Mutex<CumulativeHistograms>>,
 }
 
 impl Receiver {
-    fn new(timings: Recorder, logs: EventSender) -> Self {
+    fn new(timings: Recorder, timings_from: &str, logs: EventSender) -> Self {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         Self {
             timings,
+            timings_from: timings_from.to_owned(),
             logs,
             cumulative: Arc::new(Mutex::new(CumulativeHistograms::new(
                 now,
@@ -173,8 +192,8 @@ impl Receiver {
 
     fn traces(&self, request: &ExportTraceServiceRequest) {
         let (timings, summary) = convert::span_timings(request);
-        for timing in timings {
-            self.timings.record(timing);
+        if self.timings_from == "traces" {
+            self.timings.record_all(timings);
         }
         tracing::debug!(
             recorded = summary.recorded,
@@ -193,8 +212,8 @@ impl Receiver {
                 .unwrap_or_else(PoisonError::into_inner);
             convert::histogram_timings(request, &mut cumulative)
         };
-        for timing in timings {
-            self.timings.record(timing);
+        if self.timings_from == "metrics" {
+            self.timings.record_all(timings);
         }
         tracing::debug!(
             points = summary.points,
