@@ -36,13 +36,8 @@ run_api() { # run_api LABEL [ENV...]: prints "label p50_us p99_us rps" per run
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.05; done
   wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$port/health" >/dev/null  # warm-up
   for _ in $(seq "$RUNS"); do
-    wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$port/health" | python3 -c '
-import re, sys
-text = sys.stdin.read()
-def us(v, unit): return float(v) * {"us": 1, "ms": 1000, "s": 1e6}[unit]
-p = dict((q, us(v, u)) for q, v, u in re.findall(r"^\s+(50|99)\.000%\s+([\d.]+)(us|ms|s)$", text, re.M))
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-print(f"'"$label"' {p[\"50\"]:.0f} {p[\"99\"]:.0f} {rps:.0f}")'
+    wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$port/health" \
+      | python3 scripts/bench_api_report.py parse "$label"
   done
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
@@ -67,20 +62,4 @@ PIDS+=("$!")
 {
   run_api off
   run_api on OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$OTLP" OTEL_METRIC_EXPORT_INTERVAL=1000
-} | python3 -c '
-import statistics, sys
-rows = [l.split() for l in sys.stdin if l.strip()]
-by = {}
-for label, p50, p99, rps in rows:
-    by.setdefault(label, []).append((float(p50), float(p99), float(rps)))
-print(f"GET /health, '"$CONNECTIONS"' connections, '"$DURATION"' s per run, medians of {len(by.get(\"off\", []))} runs")
-print(f"{\"instrumentation\":<16} {\"p50 µs\":>8} {\"p99 µs\":>8} {\"req/s\":>9}")
-med = {}
-for label in ("off", "on"):
-    runs = by.get(label, [])
-    m = tuple(statistics.median(r[i] for r in runs) for i in range(3))
-    med[label] = m
-    print(f"{label:<16} {m[0]:>8.0f} {m[1]:>8.0f} {m[2]:>9.0f}   runs p99: {[int(r[1]) for r in runs]}")
-if "on" in med and "off" in med:
-    added = med["on"][1] - med["off"][1]
-    print(f"p99 added: {added:.0f} µs ({100 * added / med[\"off\"][1]:+.1f}%)")'
+} | python3 scripts/bench_api_report.py report "$CONNECTIONS" "$DURATION"
