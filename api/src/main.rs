@@ -180,14 +180,7 @@ async fn serve(otel: Option<OtelHandles>) -> ExitCode {
         );
     }
     let app = api::app_with_otel(state, otel.as_ref());
-    match api::server::serve(
-        listener,
-        app,
-        shutdown,
-        api::server::SHUTDOWN_GRACE,
-    )
-    .await
-    {
+    match api::server::serve(listener, app, shutdown, api::server::SHUTDOWN_GRACE).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
