@@ -107,8 +107,9 @@ impl CloudWatchLogsSink {
                 }
                 batch = input.recv(), if in_flight.len() < self.config.max_in_flight => {
                     let Some(batch) = batch else { break };
+                    names.refresh(&self.task_info);
                     for event in batch.events {
-                        let stream = names.get(&self.config, &self.task_info, event.container.as_deref(), &self.hostname);
+                        let stream = names.get(&self.config, event.container.as_deref(), &self.hostname);
                         let ready = batchers.entry(stream.clone()).or_default().push(event);
                         if let Some(ready) = ready {
                             undelivered += self.dispatch(&mut in_flight, stream, ready).await;
@@ -225,24 +226,35 @@ struct Settled {
 #[derive(Debug, Default)]
 struct StreamNames {
     info: Option<Arc<TaskInfo>>,
-    by_container: HashMap<Option<Arc<str>>, Arc<str>>,
+    /// Names of events without a container.
+    default: Option<Arc<str>>,
+    /// Names by container; looked up by `&str`, so the hot path allocates nothing.
+    by_container: HashMap<Arc<str>, Arc<str>>,
 }
 
 impl StreamNames {
-    fn get(
-        &mut self,
-        config: &CloudWatchLogsConfig,
-        shared: &SharedTaskInfo,
-        container: Option<&str>,
-        hostname: &str,
-    ) -> Arc<str> {
+    /// Forgets rendered names when the task metadata changed (checked once per batch, not
+    /// per event).
+    fn refresh(&mut self, shared: &SharedTaskInfo) {
         let info = shared.get();
         if !same(&info, &self.info) {
             self.info = info;
+            self.default = None;
             self.by_container.clear();
         }
-        let key: Option<Arc<str>> = container.map(Arc::from);
-        if let Some(name) = self.by_container.get(&key) {
+    }
+
+    fn get(
+        &mut self,
+        config: &CloudWatchLogsConfig,
+        container: Option<&str>,
+        hostname: &str,
+    ) -> Arc<str> {
+        let cached = match container {
+            Some(container) => self.by_container.get(container),
+            None => self.default.as_ref(),
+        };
+        if let Some(name) = cached {
             return name.clone();
         }
         let fallback = self
@@ -258,7 +270,12 @@ impl StreamNames {
             hostname,
         )
         .into();
-        self.by_container.insert(key, name.clone());
+        match container {
+            Some(container) => {
+                self.by_container.insert(container.into(), name.clone());
+            }
+            None => self.default = Some(name.clone()),
+        }
         name
     }
 }
@@ -268,5 +285,43 @@ fn same(a: &Option<Arc<TaskInfo>>, b: &Option<Arc<TaskInfo>>) -> bool {
         (Some(a), Some(b)) => Arc::ptr_eq(a, b),
         (None, None) => true,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> CloudWatchLogsConfig {
+        let text = "[sources.stdin]\n[sinks.cloudwatch_logs]\nlog_group = \"g\"\n";
+        let env = std::collections::HashMap::<String, String>::new();
+        crate::config::Config::parse(text, &env)
+            .unwrap()
+            .sinks
+            .cloudwatch_logs
+    }
+
+    #[test]
+    fn stream_names_per_container_follow_the_task_metadata() {
+        let config = config();
+        let shared = SharedTaskInfo::default();
+        let mut names = StreamNames::default();
+        names.refresh(&shared);
+        assert_eq!(&*names.get(&config, None, "host-1"), "app/host-1");
+        assert_eq!(&*names.get(&config, Some("api"), "host-1"), "api/host-1");
+        shared.set(TaskInfo {
+            task_id: "abc123".into(),
+            app_container: "web".into(),
+            ..TaskInfo::default()
+        });
+        // Cached until the next batch refreshes.
+        assert_eq!(&*names.get(&config, Some("api"), "host-1"), "api/host-1");
+        names.refresh(&shared);
+        assert_eq!(&*names.get(&config, Some("api"), "host-1"), "api/abc123");
+        assert_eq!(
+            &*names.get(&config, None, "host-1"),
+            "web/abc123",
+            "the app container is the default"
+        );
     }
 }
