@@ -89,18 +89,18 @@ impl<'de> Visitor<'de> for LineSeed<'_> {
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
             let key = key.0.as_ref();
             if key == self.fields.timestamp {
-                parsed.time_ms = map.next_value::<TimeValue>()?.0;
+                parsed.time_ms = map.next_value::<Scalar<'de>>()?.time_ms();
             } else if key == self.fields.level {
-                parsed.level = map.next_value::<LevelValue>()?.0;
+                parsed.level = map.next_value::<Scalar<'de>>()?.level();
             } else if let Some(names) = &self.fields.timing {
                 if key == names.route {
-                    route = map.next_value::<Scalar>()?.text();
+                    route = map.next_value::<Scalar<'de>>()?.text();
                 } else if key == names.method {
-                    method = map.next_value::<Scalar>()?.text();
+                    method = map.next_value::<Scalar<'de>>()?.text();
                 } else if key == names.status {
-                    status = map.next_value::<Scalar>()?.number();
+                    status = map.next_value::<Scalar<'de>>()?.number();
                 } else if key == names.latency_ms {
-                    latency = map.next_value::<Scalar>()?.number();
+                    latency = map.next_value::<Scalar<'de>>()?.number();
                 } else {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -147,17 +147,18 @@ impl<'de> serde::Deserialize<'de> for CowStr<'de> {
     }
 }
 
-/// A string or a number; containers are skipped.
-enum Scalar {
-    Text(String),
+/// A string (borrowed when it has no escapes) or a number; anything else, containers
+/// included, is skipped. The one value visitor every looked-for field goes through.
+enum Scalar<'de> {
+    Text(std::borrow::Cow<'de, str>),
     Number(f64),
     Other,
 }
 
-impl Scalar {
+impl Scalar<'_> {
     fn text(self) -> Option<String> {
         match self {
-            Self::Text(text) => Some(text),
+            Self::Text(text) => Some(text.into_owned()),
             _ => None,
         }
     }
@@ -169,134 +170,64 @@ impl Scalar {
             Self::Other => None,
         }
     }
+
+    /// A timestamp: RFC 3339 text or an epoch number; anything else is ignored.
+    fn time_ms(self) -> Option<i64> {
+        match self {
+            Self::Text(text) => parse_rfc3339_ms(&text),
+            Self::Number(n) => epoch_to_ms(n),
+            Self::Other => None,
+        }
+    }
+
+    /// A level: recognised text; anything else is ignored.
+    fn level(self) -> Option<Level> {
+        match self {
+            Self::Text(text) => Level::parse(&text),
+            _ => None,
+        }
+    }
 }
 
-impl<'de> serde::Deserialize<'de> for Scalar {
+impl<'de> serde::Deserialize<'de> for Scalar<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Scalar;
+            type Value = Scalar<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a scalar")
             }
-            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
-                Ok(Scalar::Text(v.to_owned()))
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Text(v.into()))
             }
-            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+            fn visit_str<E>(self, v: &str) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Text(v.to_owned().into()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar<'de>, E> {
                 Ok(Scalar::Number(v as f64))
             }
-            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar<'de>, E> {
                 Ok(Scalar::Number(v as f64))
             }
-            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar<'de>, E> {
                 Ok(Scalar::Number(v))
             }
-            fn visit_unit<E>(self) -> Result<Scalar, E> {
+            fn visit_unit<E>(self) -> Result<Scalar<'de>, E> {
                 Ok(Scalar::Other)
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Scalar, E> {
+            fn visit_bool<E>(self, _: bool) -> Result<Scalar<'de>, E> {
                 Ok(Scalar::Other)
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'de>, A::Error> {
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(Scalar::Other)
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
-            ) -> Result<Scalar, A::Error> {
+            ) -> Result<Scalar<'de>, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Scalar::Other)
-            }
-        }
-        deserializer.deserialize_any(V)
-    }
-}
-
-/// A timestamp value: RFC 3339 text or an epoch number; anything else is ignored.
-struct TimeValue(Option<i64>);
-
-impl<'de> serde::Deserialize<'de> for TimeValue {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = TimeValue;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a timestamp")
-            }
-            fn visit_str<E>(self, v: &str) -> Result<TimeValue, E> {
-                Ok(TimeValue(parse_rfc3339_ms(v)))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<TimeValue, E> {
-                Ok(TimeValue(epoch_to_ms(v as f64)))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<TimeValue, E> {
-                Ok(TimeValue(epoch_to_ms(v as f64)))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<TimeValue, E> {
-                Ok(TimeValue(epoch_to_ms(v)))
-            }
-            fn visit_unit<E>(self) -> Result<TimeValue, E> {
-                Ok(TimeValue(None))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<TimeValue, E> {
-                Ok(TimeValue(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TimeValue, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(TimeValue(None))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<TimeValue, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(TimeValue(None))
-            }
-        }
-        deserializer.deserialize_any(V)
-    }
-}
-
-/// A level value: a recognised string; anything else is ignored.
-struct LevelValue(Option<Level>);
-
-impl<'de> serde::Deserialize<'de> for LevelValue {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = LevelValue;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a level")
-            }
-            fn visit_str<E>(self, v: &str) -> Result<LevelValue, E> {
-                Ok(LevelValue(Level::parse(v)))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<LevelValue, E> {
-                Ok(LevelValue(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<LevelValue, E> {
-                Ok(LevelValue(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<LevelValue, E> {
-                Ok(LevelValue(None))
-            }
-            fn visit_unit<E>(self) -> Result<LevelValue, E> {
-                Ok(LevelValue(None))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<LevelValue, E> {
-                Ok(LevelValue(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LevelValue, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(LevelValue(None))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<LevelValue, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(LevelValue(None))
             }
         }
         deserializer.deserialize_any(V)
