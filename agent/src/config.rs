@@ -394,6 +394,9 @@ fn default_redaction_keys() -> Vec<String> {
 pub struct SinksConfig {
     /// CloudWatch Logs.
     pub cloudwatch_logs: CloudWatchLogsConfig,
+    /// Error events to Sentry; off unless the table is present.
+    #[serde(default)]
+    pub sentry: Option<crate::sinks::sentry::SentryConfig>,
 }
 
 /// The CloudWatch Logs sink.
@@ -796,6 +799,9 @@ impl Config {
         );
         if let Some(otlp) = &self.sources.otlp {
             errors.extend(otlp.validate("sources.otlp"));
+        }
+        if let Some(sentry) = &self.sinks.sentry {
+            errors.extend(sentry.validate("sinks.sentry"));
         }
         if let Some(otlp) = &self.sources.otlp {
             if otlp.request_timings != "none"

@@ -118,6 +118,62 @@ impl RetryReason {
     }
 }
 
+/// What became of an error event on its way to Sentry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SentryOutcome {
+    /// Sentry accepted the envelope.
+    Sent,
+    /// Folded into an earlier event of the same fingerprint (de-duplication window).
+    Deduplicated,
+    /// Dropped while Sentry's rate limit for the category was in force.
+    RateLimited,
+    /// The oldest queued event, dropped to make room.
+    QueueFull,
+    /// Larger than Sentry accepts, even after trimming.
+    TooLarge,
+    /// Given up after the retries (network errors, 5xx) or refused (4xx).
+    Failed,
+}
+
+impl SentryOutcome {
+    /// Every outcome, in label order.
+    pub const ALL: [Self; 6] = [
+        Self::Sent,
+        Self::Deduplicated,
+        Self::RateLimited,
+        Self::QueueFull,
+        Self::TooLarge,
+        Self::Failed,
+    ];
+
+    /// The `outcome` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Deduplicated => "deduplicated",
+            Self::RateLimited => "rate_limited",
+            Self::QueueFull => "queue_full",
+            Self::TooLarge => "too_large",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A point-in-time copy of the counters, for publishing them as CloudWatch metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Events accepted, per [`SourceKind::ALL`].
+    pub received_events: [u64; 5],
+    /// Events stored by CloudWatch Logs.
+    pub sent_events: u64,
+    /// Events dropped, per [`DropReason::ALL`].
+    pub dropped: [u64; 5],
+    /// Retries, per [`RetryReason::ALL`].
+    pub retries: [u64; 5],
+    /// Sentry outcomes, per [`SentryOutcome::ALL`].
+    pub sentry: [u64; 6],
+}
+
 /// Upper bounds (ms) of the PutLogEvents latency histogram.
 const LATENCY_BUCKETS_MS: [u64; 11] = [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
 
@@ -138,6 +194,7 @@ pub struct Metrics {
     input_errors: std::sync::Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
     metric_datums_sent: AtomicU64,
     metric_datums_dropped: AtomicU64,
+    sentry: [AtomicU64; 6],
     latency_buckets: [AtomicU64; 11],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -205,6 +262,28 @@ impl Metrics {
             &self.metric_datums_dropped
         }
         .fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Error events that reached Sentry, or why they did not.
+    pub fn sentry(&self, outcome: SentryOutcome, events: u64) {
+        self.sentry[index(&SentryOutcome::ALL, &outcome)].fetch_add(events, Ordering::Relaxed);
+    }
+
+    /// Current value of a Sentry outcome counter.
+    pub fn sentry_events(&self, outcome: SentryOutcome) -> u64 {
+        self.sentry[index(&SentryOutcome::ALL, &outcome)].load(Ordering::Relaxed)
+    }
+
+    /// The counters as they are now.
+    pub fn snapshot(&self) -> Snapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Snapshot {
+            received_events: self.received_events.each_ref().map(get),
+            sent_events: get(&self.sent_events),
+            dropped: self.dropped.each_ref().map(get),
+            retries: self.retries.each_ref().map(get),
+            sentry: self.sentry.each_ref().map(get),
+        }
     }
 
     /// An event cut to the size CloudWatch accepts.
@@ -407,6 +486,20 @@ impl Metrics {
             "agent_metric_datums_total{{outcome=\"dropped\"}} {}",
             get(&self.metric_datums_dropped)
         );
+        family(
+            &mut out,
+            "agent_sentry_events_total",
+            "counter",
+            "Error events forwarded to Sentry, or why not, by outcome.",
+        );
+        for (i, o) in SentryOutcome::ALL.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "agent_sentry_events_total{{outcome=\"{}\"}} {}",
+                o.as_str(),
+                get(&self.sentry[i])
+            );
+        }
         family(
             &mut out,
             "agent_buffer_bytes",

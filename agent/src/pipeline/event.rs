@@ -85,6 +85,8 @@ pub struct Event {
     pub level: Option<Level>,
     /// The container that wrote it, when known.
     pub container: Option<Arc<str>>,
+    /// The line's request id (read only when a sink wants it: Sentry's breadcrumbs).
+    pub request_id: Option<Box<str>>,
 }
 
 impl Event {

@@ -110,6 +110,7 @@ impl Processor {
             message,
             level: parsed.level,
             container: raw.container,
+            request_id: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod cloudwatch_logs;
 pub mod cloudwatch_metrics;
 pub mod retry;
+pub mod sentry;
 
 /// The AWS SDK configuration every sink starts from: region and endpoint from the config when
 /// given, else the standard environment (`AWS_REGION`, `AWS_ENDPOINT_URL`); credentials from

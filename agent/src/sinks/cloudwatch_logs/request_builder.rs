@@ -152,6 +152,7 @@ mod tests {
             message,
             level: None,
             container: None,
+            request_id: None,
         }
     }
 
