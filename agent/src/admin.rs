@@ -28,6 +28,8 @@ pub struct AdminState {
     pub recorder: Option<Recorder>,
     /// Latest probe results.
     pub uptime: UptimeState,
+    /// The disk buffer, when on.
+    pub disk: Option<crate::buffer::Status>,
 }
 
 /// The admin routes.
@@ -40,7 +42,12 @@ pub fn router(state: AdminState) -> Router {
 }
 
 async fn ready(State(state): State<AdminState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Relaxed) {
+    if state.disk.as_ref().is_some_and(crate::buffer::Status::blocked) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: disk buffer full or not writable\n",
+        )
+    } else if state.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
@@ -53,6 +60,73 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(&state.budget),
+        render(&state),
     )
+}
+
+/// Everything `/metrics` shows: the agent's counters, the disk buffer's gauges, request
+/// metrics and the latest health probes.
+pub fn render(state: &AdminState) -> String {
+    use std::fmt::Write as _;
+    let mut out = state.metrics.render(&state.budget);
+    if let Some(disk) = &state.disk {
+        for (name, help, value) in [
+            (
+                "agent_disk_buffer_bytes",
+                "Bytes of undelivered events in the disk buffer.",
+                disk.bytes(),
+            ),
+            (
+                "agent_disk_buffer_limit_bytes",
+                "The disk buffer's size cap.",
+                disk.limit(),
+            ),
+            (
+                "agent_disk_buffer_blocked",
+                "1 while inputs wait on the disk buffer (cap reached or writes failing).",
+                u64::from(disk.blocked()),
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
+    }
+    if let Some(recorder) = &state.recorder {
+        recorder.with(|aggregator| aggregator.render_prometheus(&mut out));
+    }
+    let probes = state.uptime.latest();
+    if !probes.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP agent_health_check_up 1 when the endpoint's last probe answered 2xx in time.\n# TYPE agent_health_check_up gauge"
+        );
+        for (endpoint, result) in &probes {
+            let _ = writeln!(
+                out,
+                "agent_health_check_up{{endpoint=\"{}\"}} {}",
+                escape_label(endpoint),
+                u8::from(result.healthy)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP agent_health_check_latency_seconds The endpoint's last probe latency.\n# TYPE agent_health_check_latency_seconds gauge"
+        );
+        for (endpoint, result) in &probes {
+            let _ = writeln!(
+                out,
+                "agent_health_check_latency_seconds{{endpoint=\"{}\"}} {}",
+                escape_label(endpoint),
+                result.latency_ms / 1000.0
+            );
+        }
+    }
+    out
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

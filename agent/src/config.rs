@@ -51,6 +51,41 @@ pub struct Config {
     /// Health probes of the application.
     #[serde(default)]
     pub uptime: UptimeConfig,
+    /// A write-ahead buffer on disk between the pipeline and CloudWatch Logs; off (memory
+    /// only) unless the table is present.
+    #[serde(default)]
+    pub disk_buffer: Option<DiskBufferConfig>,
+}
+
+/// `[disk_buffer]`: accepted events are written to checksummed segment files before they
+/// count as accepted, and removed once CloudWatch Logs has stored them, so they survive a
+/// crash (`kill -9`), an OOM kill or an outage longer than the memory ceiling allows.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DiskBufferConfig {
+    /// Directory of the segments (created when missing; one agent per directory).
+    pub path: std::path::PathBuf,
+    /// Most bytes of undelivered events on disk; when reached, inputs are slowed
+    /// (default 1024).
+    #[serde(default = "default_disk_max_size_mib")]
+    pub max_size_mib: u64,
+    /// Size at which a segment file is closed and the next one started (default 8).
+    #[serde(default = "default_disk_segment_size_mib")]
+    pub segment_size_mib: u64,
+    /// `batch` (default): fsync each group of writes before acknowledging them, which
+    /// survives power loss; `never`: leave it to the kernel, which survives the agent's
+    /// crash but not the host's.
+    #[serde(default = "default_fsync")]
+    pub fsync: String,
+}
+
+fn default_disk_max_size_mib() -> u64 {
+    1024
+}
+fn default_disk_segment_size_mib() -> u64 {
+    8
+}
+fn default_fsync() -> String {
+    "batch".into()
 }
 
 /// Request metrics: extraction, aggregation and publication.
@@ -797,6 +832,24 @@ impl Config {
             (50..=60_000).contains(&u.timeout_ms) && u.timeout_ms < u.interval_secs * 1000,
             "uptime.timeout_ms: must be 50..=60000 and below the interval".into(),
         );
+        if let Some(disk) = &self.disk_buffer {
+            check(
+                !disk.path.as_os_str().is_empty(),
+                "disk_buffer.path: must not be empty".into(),
+            );
+            check(
+                (1..=1024).contains(&disk.segment_size_mib),
+                "disk_buffer.segment_size_mib: must be 1..=1024".into(),
+            );
+            check(
+                disk.max_size_mib >= 2 * disk.segment_size_mib && disk.max_size_mib <= 1 << 20,
+                "disk_buffer.max_size_mib: must be at least twice segment_size_mib (and at most 1048576)".into(),
+            );
+            check(
+                matches!(disk.fsync.as_str(), "batch" | "never"),
+                "disk_buffer.fsync: must be batch or never".into(),
+            );
+        }
         if let Some(otlp) = &self.sources.otlp {
             errors.extend(otlp.validate("sources.otlp"));
         }

@@ -9,6 +9,7 @@
 //! The admin server (`admin`) exposes `/health`, `/ready` and `/metrics`.
 
 pub mod admin;
+pub mod buffer;
 pub mod config;
 pub mod http_client;
 pub mod metrics;
@@ -26,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::buffer::DiskBuffer;
 use crate::config::Config;
 use crate::metrics::{Metrics, SourceKind};
 use crate::pipeline::budget::MemoryBudget;
@@ -82,7 +84,30 @@ pub async fn run(
         None => processor,
     };
     let uptime = UptimeState::default();
-    let (senders, receiver) = pipeline::channel(processor, budget.clone(), metrics.clone());
+    let abandon = CancellationToken::new();
+    let (senders, receiver, disk) = match &config.disk_buffer {
+        None => {
+            let (senders, receiver) =
+                pipeline::channel(processor, budget.clone(), metrics.clone());
+            (senders, receiver, None)
+        }
+        Some(disk) => {
+            let buffer = DiskBuffer::open(disk, metrics.clone()).map_err(|error| {
+                anyhow::anyhow!("disk buffer {}: {error}", disk.path.display())
+            })?;
+            let status = buffer.status();
+            let (tx, receiver) = tokio::sync::mpsc::channel(1024);
+            let (writer, threads) = buffer.start(budget.clone(), tx, abandon.clone())?;
+            let senders = pipeline::channel_to_disk(
+                processor,
+                budget.clone(),
+                metrics.clone(),
+                writer,
+                status.clone(),
+            );
+            (senders, receiver, Some((status, threads)))
+        }
+    };
 
     let admin_listener = tokio::net::TcpListener::bind(&config.admin.address).await?;
     tracing::info!(address = %config.admin.address, "admin server listening");
@@ -94,6 +119,7 @@ pub async fn run(
             budget: budget.clone(),
             recorder: recorder.clone(),
             uptime: uptime.clone(),
+            disk: disk.as_ref().map(|(status, _)| status.clone()),
         });
         let stop = admin_stop.clone();
         async move {
@@ -112,7 +138,6 @@ pub async fn run(
         );
     }
 
-    let abandon = CancellationToken::new();
     let client = sinks::cloudwatch_logs::client(&config.sinks.cloudwatch_logs).await;
     let sink = CloudWatchLogsSink::new(
         client,
@@ -208,7 +233,21 @@ pub async fn run(
         while background.join_next().await.is_some() {}
     })
     .await;
-    if undelivered > 0 {
+    if let Some((status, threads)) = disk {
+        // The writer has stopped with the inputs; wait for the acknowledgements to be
+        // recorded so a restart does not send delivered records again.
+        let joined = tokio::task::spawn_blocking(move || threads.join());
+        let _ = tokio::time::timeout(Duration::from_secs(5), joined).await;
+        let kept = status.bytes();
+        if kept > 0 {
+            tracing::warn!(
+                bytes = kept,
+                "shutdown deadline passed: undelivered events stay in the disk buffer for the next start"
+            );
+        } else {
+            tracing::info!(sent = metrics.sent_events(), "flushed everything; exiting");
+        }
+    } else if undelivered > 0 {
         tracing::error!(
             undelivered,
             "shutdown deadline passed: events could not be delivered"

@@ -195,6 +195,9 @@ pub struct Metrics {
     metric_datums_sent: AtomicU64,
     metric_datums_dropped: AtomicU64,
     sentry: [AtomicU64; 6],
+    disk_replayed: AtomicU64,
+    disk_corrupt: AtomicU64,
+    disk_write_errors: AtomicU64,
     latency_buckets: [AtomicU64; 11],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -272,6 +275,22 @@ impl Metrics {
     /// Current value of a Sentry outcome counter.
     pub fn sentry_events(&self, outcome: SentryOutcome) -> u64 {
         self.sentry[index(&SentryOutcome::ALL, &outcome)].load(Ordering::Relaxed)
+    }
+
+    /// Events found undelivered in the disk buffer at start (delivered again: the ones in
+    /// flight at a crash arrive twice).
+    pub fn disk_buffer_replayed(&self, events: u64) {
+        self.disk_replayed.fetch_add(events, Ordering::Relaxed);
+    }
+
+    /// Damaged records found in the disk buffer (each ends its segment's replay).
+    pub fn disk_buffer_corrupt(&self, records: u64) {
+        self.disk_corrupt.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// A failed write to the disk buffer (retried).
+    pub fn disk_buffer_write_error(&self) {
+        self.disk_write_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counters as they are now.
@@ -499,6 +518,26 @@ impl Metrics {
                 o.as_str(),
                 get(&self.sentry[i])
             );
+        }
+        for (name, help, value) in [
+            (
+                "agent_disk_buffer_replayed_events_total",
+                "Events found undelivered in the disk buffer at start and sent again.",
+                &self.disk_replayed,
+            ),
+            (
+                "agent_disk_buffer_corrupt_records_total",
+                "Damaged disk buffer records (checksum or length); each ends its segment.",
+                &self.disk_corrupt,
+            ),
+            (
+                "agent_disk_buffer_write_errors_total",
+                "Failed disk buffer writes (retried; inputs wait meanwhile).",
+                &self.disk_write_errors,
+            ),
+        ] {
+            family(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", get(value));
         }
         family(
             &mut out,

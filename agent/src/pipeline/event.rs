@@ -87,6 +87,9 @@ pub struct Event {
     pub container: Option<Arc<str>>,
     /// The line's request id (read only when a sink wants it: Sentry's breadcrumbs).
     pub request_id: Option<Box<str>>,
+    /// With the disk buffer: the acknowledgement of the record this event was read from,
+    /// given when the last of its events is settled.
+    pub ack: Option<Arc<crate::buffer::Ack>>,
 }
 
 impl Event {

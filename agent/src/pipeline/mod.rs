@@ -19,11 +19,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use self::budget::MemoryBudget;
+use crate::buffer;
 use self::event::{Event, RawLine};
 use self::parse::ParseFields;
 use self::redact::Redactor;
 use crate::metrics::{Metrics, SourceKind};
 use crate::request_metrics::{Recorder, RequestTiming};
+use crate::sinks::sentry::SentryTap;
 
 /// Appended to an event cut to the size CloudWatch Logs accepts.
 pub const TRUNCATION_MARKER: &str = "...[truncated by agent]";
@@ -35,6 +37,8 @@ pub struct Processor {
     redactor: Option<Redactor>,
     max_event_bytes: usize,
     recorder: Option<Recorder>,
+    sentry: Option<SentryTap>,
+    fields_request_id: Option<String>,
 }
 
 impl Processor {
@@ -46,6 +50,23 @@ impl Processor {
             redactor,
             max_event_bytes: max_event_bytes.max(TRUNCATION_MARKER.len() + 4),
             recorder: None,
+            sentry: None,
+            fields_request_id: None,
+        }
+    }
+
+    /// Also shows every event to the Sentry sink's `tap` (error events and the breadcrumbs
+    /// that lead to them), reading each line's request id from `request_id_field`.
+    pub fn with_sentry(mut self, tap: SentryTap, request_id_field: String) -> Self {
+        self.fields_request_id = Some(request_id_field);
+        self.sentry = Some(tap);
+        self
+    }
+
+    /// Shows a batch of processed events to the Sentry sink, when there is one.
+    fn observe(&self, events: &[Event]) {
+        if let Some(tap) = &self.sentry {
+            tap.observe(events);
         }
     }
 
@@ -92,7 +113,8 @@ impl Processor {
                 String::from_utf8_lossy(error.as_bytes()).into_owned()
             }
         };
-        let mut parsed = parse::parse(&message, &self.fields);
+        let mut parsed =
+            parse::parse_with_request_id(&message, &self.fields, self.fields_request_id.as_deref());
         if let Some(timing) = parsed.timing.take() {
             timings.push(timing);
         }
@@ -110,7 +132,8 @@ impl Processor {
             message,
             level: parsed.level,
             container: raw.container,
-            request_id: None,
+            request_id: parsed.request_id,
+            ack: None,
         }
     }
 }
@@ -167,10 +190,19 @@ pub enum TrySendError {
 
 #[derive(Debug)]
 struct Shared {
-    tx: mpsc::Sender<Batch>,
+    output: Output,
     budget: MemoryBudget,
     processor: Processor,
     metrics: Arc<Metrics>,
+}
+
+/// Where accepted batches go.
+#[derive(Debug)]
+enum Output {
+    /// Straight to the sink, holding the memory budget until delivered.
+    Memory(mpsc::Sender<Batch>),
+    /// Into the disk buffer (accepted once written), whose reader feeds the sink.
+    Disk(buffer::Writer, buffer::Status),
 }
 
 /// A source's handle into the pipeline. Cheap to clone.
@@ -191,7 +223,7 @@ pub fn channel(
     (
         EventSenders {
             shared: Arc::new(Shared {
-                tx,
+                output: Output::Memory(tx),
                 budget,
                 processor,
                 metrics,
@@ -199,6 +231,25 @@ pub fn channel(
         },
         rx,
     )
+}
+
+/// Creates the pipeline in front of a disk buffer: sources' batches count as accepted once
+/// `writer` has them on disk; the buffer's reader feeds the sink.
+pub fn channel_to_disk(
+    processor: Processor,
+    budget: MemoryBudget,
+    metrics: Arc<Metrics>,
+    writer: buffer::Writer,
+    status: buffer::Status,
+) -> EventSenders {
+    EventSenders {
+        shared: Arc::new(Shared {
+            output: Output::Disk(writer, status),
+            budget,
+            processor,
+            metrics,
+        }),
+    }
 }
 
 /// Hands out one [`EventSender`] per source. Dropping it and every sender closes the
@@ -238,6 +289,7 @@ impl EventSender {
                     .processor
                     .process_collecting(line, now, &shared.metrics, &mut timings);
             if !chunk.is_empty() && cost + event.cost() > chunk_limit {
+                shared.processor.observe(&chunk);
                 self.push(std::mem::take(&mut chunk), cost, raw_bytes)
                     .await?;
                 cost = 0;
@@ -248,6 +300,7 @@ impl EventSender {
         }
         shared.processor.record(timings);
         if !chunk.is_empty() {
+            shared.processor.observe(&chunk);
             self.push(chunk, cost, raw_bytes).await?;
         }
         Ok(())
@@ -255,20 +308,27 @@ impl EventSender {
 
     async fn push(&self, events: Vec<Event>, cost: usize, raw_bytes: u64) -> Result<(), Closed> {
         let shared = &*self.shared;
-        let taken = shared.budget.acquire(cost).await;
-        debug_assert_eq!(taken, cost.min(shared.budget.limit()));
         let count = events.len() as u64;
-        if shared.tx.send(Batch { events }).await.is_err() {
-            shared.budget.release(taken);
-            return Err(Closed);
+        match &shared.output {
+            Output::Memory(tx) => {
+                let taken = shared.budget.acquire(cost).await;
+                debug_assert_eq!(taken, cost.min(shared.budget.limit()));
+                if tx.send(Batch { events }).await.is_err() {
+                    shared.budget.release(taken);
+                    return Err(Closed);
+                }
+            }
+            Output::Disk(writer, _) => writer.append(&events).await?,
         }
         shared.metrics.received(self.source, count, raw_bytes);
         Ok(())
     }
 
-    /// Like [`send`](Self::send) but never waits: `Full` when the ceiling is reached (the
-    /// HTTP source answers 503 then). All or nothing.
-    pub fn try_send(&self, lines: Vec<RawLine>) -> Result<(), TrySendError> {
+    /// Like [`send`](Self::send) but never waits for room: `Full` when the ceiling (or the
+    /// disk buffer's cap) is reached (the HTTP source answers 503 then). All or nothing.
+    /// With the disk buffer it does wait for the write itself, since that is what accepting
+    /// means there.
+    pub async fn try_send(&self, lines: Vec<RawLine>) -> Result<(), TrySendError> {
         let shared = &*self.shared;
         let now = now_ms();
         let raw_bytes: u64 = lines.iter().map(|l| l.bytes.len() as u64).sum();
@@ -281,9 +341,29 @@ impl EventSender {
         if cost > shared.budget.limit() / 4 {
             return Err(TrySendError::TooLarge);
         }
+        let tx = match &shared.output {
+            Output::Memory(tx) => tx,
+            Output::Disk(writer, status) => {
+                if status.blocked() || status.bytes() >= status.limit() {
+                    return Err(TrySendError::Full);
+                }
+                shared.processor.observe(&batch.events);
+                writer
+                    .append(&batch.events)
+                    .await
+                    .map_err(|Closed| TrySendError::Closed)?;
+                shared
+                    .metrics
+                    .received(self.source, batch.events.len() as u64, raw_bytes);
+                return Ok(());
+            }
+        };
         let taken = shared.budget.try_acquire(cost).ok_or(TrySendError::Full)?;
         let count = batch.events.len() as u64;
-        match shared.tx.try_send(batch) {
+        // Shown to Sentry before the (rarely failing) queueing: a refused request is retried
+        // by its client, and the de-duplication window absorbs the repeat.
+        shared.processor.observe(&batch.events);
+        match tx.try_send(batch) {
             Ok(()) => {
                 shared.metrics.received(self.source, count, raw_bytes);
                 Ok(())
@@ -379,7 +459,7 @@ mod tests {
             .unwrap();
         assert_eq!(budget.in_use(), 4 * EVENT_COST_10);
         assert_eq!(
-            sender.try_send(vec![RawLine::new("0123456789")]),
+            sender.try_send(vec![RawLine::new("0123456789")]).await,
             Err(TrySendError::Full)
         );
         let blocked = {

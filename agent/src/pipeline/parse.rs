@@ -21,6 +21,8 @@ pub struct Parsed {
     /// The request timing of an access-log event: when extraction is on and all four
     /// fields are present.
     pub timing: Option<RequestTiming>,
+    /// The request id, when looked for and present as a string.
+    pub request_id: Option<Box<str>>,
 }
 
 /// Keys of the four fields of an access-log event.
@@ -50,12 +52,22 @@ pub struct ParseFields {
 /// Parses `line` (already UTF-8). Never fails: a line that is not a JSON object yields
 /// `Parsed::default()`.
 pub fn parse(line: &str, fields: &ParseFields) -> Parsed {
+    parse_with_request_id(line, fields, None)
+}
+
+/// Like [`parse`], also reading the string field `request_id` (when given) into
+/// [`Parsed::request_id`].
+pub fn parse_with_request_id(
+    line: &str,
+    fields: &ParseFields,
+    request_id: Option<&str>,
+) -> Parsed {
     let trimmed = line.trim_start();
     if !trimmed.starts_with('{') {
         return Parsed::default();
     }
     let mut de = serde_json::Deserializer::from_str(trimmed);
-    let seed = LineSeed { fields };
+    let seed = LineSeed { fields, request_id };
     // Any syntax error means "not JSON": the line is shipped as it is.
     seed.deserialize(&mut de)
         .and_then(|parsed| de.end().map(|()| parsed))
@@ -64,6 +76,7 @@ pub fn parse(line: &str, fields: &ParseFields) -> Parsed {
 
 struct LineSeed<'f> {
     fields: &'f ParseFields,
+    request_id: Option<&'f str>,
 }
 
 impl<'de> DeserializeSeed<'de> for LineSeed<'_> {
@@ -92,6 +105,11 @@ impl<'de> Visitor<'de> for LineSeed<'_> {
                 parsed.time_ms = map.next_value::<Scalar<'de>>()?.time_ms();
             } else if key == self.fields.level {
                 parsed.level = map.next_value::<Scalar<'de>>()?.level();
+            } else if self.request_id == Some(key) {
+                parsed.request_id = map
+                    .next_value::<Scalar<'de>>()?
+                    .text()
+                    .map(String::into_boxed_str);
             } else if let Some(names) = &self.fields.timing {
                 if key == names.route {
                     route = map.next_value::<Scalar<'de>>()?.text();
@@ -382,7 +400,8 @@ mod tests {
                 is_json: true,
                 time_ms: Some(1_795_656_891_144),
                 level: Some(Level::Error),
-                timing: None
+                timing: None,
+                request_id: None,
             }
         );
     }
@@ -472,7 +491,8 @@ mod tests {
                 is_json: true,
                 time_ms: None,
                 level: None,
-                timing: None
+                timing: None,
+                request_id: None,
             }
         );
     }

@@ -153,6 +153,7 @@ mod tests {
             level: None,
             container: None,
             request_id: None,
+            ack: None,
         }
     }
 

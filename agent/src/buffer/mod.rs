@@ -1,0 +1,955 @@
+//! The disk buffer: a write-ahead log between the pipeline and the CloudWatch Logs sink.
+//!
+//! Sources append batches through a [`Writer`]; an append returns only once the record is
+//! written (and, with `fsync = "batch"`, synced), which is when the events count as
+//! accepted. One writer thread groups concurrent appends into one write and one fsync.
+//! A reader thread replays the log into the sink, taking the memory budget for what it
+//! holds; every event carries an [`Ack`] of its record, and when the last event of a record
+//! is settled (stored, or dropped for a final reason) the record is acknowledged in the
+//! segment's `.ack` file. A segment whose records are all acknowledged is deleted.
+//!
+//! After a crash, the segments left on disk are checked record by record (length and
+//! CRC-32): records acknowledged before the crash are skipped, the rest are delivered again
+//! (at most the batches that were in flight are duplicated; they are counted as
+//! `replayed`), and a damaged record ends its segment's replay with an error log and a
+//! count, without stopping the other segments.
+//!
+//! Layout: `<path>/<seq:020>.seg` (records) and `<seq:020>.ack` (acknowledged record
+//! offsets, u64 LE). The size cap counts the bytes of unacknowledged records; at the cap,
+//! appends wait, which slows inputs exactly as the memory ceiling does.
+
+pub mod record;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DiskBufferConfig;
+use crate::metrics::Metrics;
+use crate::pipeline::budget::MemoryBudget;
+use crate::pipeline::event::Event;
+use crate::pipeline::{Batch, Closed};
+
+/// Appends grouped into one write and one fsync, at most.
+const GROUP_BYTES: usize = 8 << 20;
+
+/// How long the reader and a waiting writer sleep between checks of the stop signals.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Pause before retrying a failed write (disk full, I/O error).
+const WRITE_RETRY: Duration = Duration::from_secs(1);
+
+/// The acknowledgement of one record, shared by its events. When the last event holding it
+/// is dropped, the record is acknowledged, unless the shutdown deadline has passed (events
+/// dropped then were not delivered and must stay on disk).
+#[derive(Debug)]
+pub struct Ack {
+    seq: u64,
+    offset: u64,
+    bytes: u64,
+    acks: std::sync::mpsc::Sender<(u64, u64, u64)>,
+    abandon: CancellationToken,
+}
+
+impl PartialEq for Ack {
+    fn eq(&self, other: &Self) -> bool {
+        (self.seq, self.offset) == (other.seq, other.offset)
+    }
+}
+
+impl Eq for Ack {}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if !self.abandon.is_cancelled() {
+            let _ = self.acks.send((self.seq, self.offset, self.bytes));
+        }
+    }
+}
+
+/// What the admin endpoints show of the buffer.
+#[derive(Debug, Clone)]
+pub struct Status {
+    shared: Arc<Shared>,
+}
+
+impl Status {
+    /// Bytes of records not yet acknowledged.
+    pub fn bytes(&self) -> u64 {
+        self.shared.lock().outstanding
+    }
+
+    /// The size cap.
+    pub fn limit(&self) -> u64 {
+        self.shared.max_bytes
+    }
+
+    /// Whether appends are waiting (cap reached, or writes failing).
+    pub fn blocked(&self) -> bool {
+        self.shared.blocked.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    segment_bytes: u64,
+    max_bytes: u64,
+    fsync: bool,
+    state: Mutex<State>,
+    changed: Condvar,
+    blocked: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn path(&self, seq: u64, extension: &str) -> PathBuf {
+        self.dir.join(format!("{seq:020}.{extension}"))
+    }
+
+    /// Deletes `seq` once it is sealed and every record in it is acknowledged.
+    fn reclaim_if_done(&self, state: &mut State, seq: u64) {
+        let done = state.segments.get(&seq).is_some_and(|s| {
+            s.sealed
+                && if s.damaged {
+                    s.acked >= s.handed
+                } else {
+                    s.acked == s.records
+                }
+        });
+        if done {
+            if let Some(segment) = state.segments.remove(&seq) {
+                // Records past damage are lost: they no longer count against the cap.
+                state.outstanding = state.outstanding.saturating_sub(segment.unacked_bytes);
+            }
+            for extension in ["seg", "ack"] {
+                let path = self.path(seq, extension);
+                if let Err(error) = std::fs::remove_file(&path) {
+                    if error.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(path = %path.display(), %error, "cannot remove a delivered buffer segment");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    segments: BTreeMap<u64, Segment>,
+    /// The writer has stopped: no more records will come.
+    closed: bool,
+    /// The reader found the active segment damaged: the writer starts a new one.
+    roll_requested: bool,
+    /// Bytes of unacknowledged records.
+    outstanding: u64,
+}
+
+#[derive(Debug, Default)]
+struct Segment {
+    /// End of the records the reader may read (committed, and checked at recovery).
+    end: u64,
+    /// No more records will be added.
+    sealed: bool,
+    records: u64,
+    acked: u64,
+    /// Bytes of this segment's unacknowledged records.
+    unacked_bytes: u64,
+    /// A damaged record was found: nothing past it is read, so only the records before it
+    /// (`handed`) can be acknowledged.
+    damaged: bool,
+    /// Records the reader has handed out or skipped as acknowledged.
+    handed: u64,
+    /// Offsets acknowledged before a restart: the reader skips them.
+    preacked: HashSet<u64>,
+    ack_file: Option<File>,
+}
+
+/// A handle for appending batches. Cheap to clone; the writer thread stops when every
+/// handle is dropped.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Append>,
+}
+
+#[derive(Debug)]
+struct Append {
+    record: Vec<u8>,
+    done: oneshot::Sender<()>,
+}
+
+impl Writer {
+    /// Writes `events` as one record and returns once it is on disk (synced, with
+    /// `fsync = "batch"`). Waits while the size cap is reached or the disk refuses writes.
+    pub async fn append(&self, events: &[Event]) -> Result<(), Closed> {
+        let mut record = Vec::with_capacity(record::encoded_len(events));
+        record::encode(events, &mut record);
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Append { record, done })
+            .await
+            .map_err(|_| Closed)?;
+        wait.await.map_err(|_| Closed)
+    }
+}
+
+/// What was found on disk at start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Segments left by an earlier run.
+    pub segments: u64,
+    /// Events in unacknowledged records: they will be delivered (again, for those that were
+    /// in flight at the crash).
+    pub events: u64,
+    /// Damaged records (each ends its segment's replay).
+    pub corrupt: u64,
+}
+
+/// The buffer, opened and checked, before its threads start.
+#[derive(Debug)]
+pub struct DiskBuffer {
+    shared: Arc<Shared>,
+    /// The segment appends go to.
+    active: u64,
+    recovered: Recovered,
+}
+
+impl DiskBuffer {
+    /// Opens (creating) the directory, checks what an earlier run left and starts a new
+    /// segment for this run.
+    pub fn open(config: &DiskBufferConfig, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&config.path)?;
+        let shared = Arc::new(Shared {
+            dir: config.path.clone(),
+            segment_bytes: config.segment_size_mib << 20,
+            max_bytes: config.max_size_mib << 20,
+            fsync: config.fsync == "batch",
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            blocked: AtomicBool::new(false),
+            metrics,
+        });
+        let recovered = recover(&shared)?;
+        let active = {
+            let mut state = shared.lock();
+            let seq = state.segments.keys().next_back().map_or(1, |last| last + 1);
+            create_segment(&shared, seq)?;
+            state.segments.insert(seq, Segment::default());
+            seq
+        };
+        if recovered.segments > 0 {
+            tracing::info!(
+                segments = recovered.segments,
+                events = recovered.events,
+                corrupt = recovered.corrupt,
+                "disk buffer: replaying what an earlier run left"
+            );
+        }
+        shared.metrics.disk_buffer_replayed(recovered.events);
+        Ok(Self {
+            shared,
+            active,
+            recovered,
+        })
+    }
+
+    /// What [`open`](Self::open) found.
+    pub fn recovered(&self) -> Recovered {
+        self.recovered
+    }
+
+    /// The admin view.
+    pub fn status(&self) -> Status {
+        Status {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Starts the writer, reader and acknowledgement threads. The reader sends to `out`,
+    /// holding `budget` for what it sends, and closes `out` once the writer has stopped and
+    /// everything is read; `abandon` (the shutdown deadline) stops it early and keeps
+    /// unsettled records on disk.
+    pub fn start(
+        self,
+        budget: MemoryBudget,
+        out: mpsc::Sender<Batch>,
+        abandon: CancellationToken,
+    ) -> std::io::Result<(Writer, Threads)> {
+        let (tx, rx) = mpsc::channel(64);
+        let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+        let runtime = tokio::runtime::Handle::current();
+        let writer = {
+            let shared = self.shared.clone();
+            let active = self.active;
+            std::thread::Builder::new()
+                .name("buffer-writer".into())
+                .spawn(move || write_loop(&shared, active, rx))?
+        };
+        let reader = {
+            let shared = self.shared.clone();
+            std::thread::Builder::new()
+                .name("buffer-reader".into())
+                .spawn(move || {
+                    read_loop(&shared, &runtime, &budget, &out, &ack_tx, &abandon);
+                })?
+        };
+        let acker = {
+            let shared = self.shared.clone();
+            std::thread::Builder::new()
+                .name("buffer-acks".into())
+                .spawn(move || ack_loop(&shared, &ack_rx))?
+        };
+        Ok((
+            Writer { tx },
+            Threads {
+                writer,
+                reader,
+                acker,
+            },
+        ))
+    }
+}
+
+/// The buffer's threads.
+#[derive(Debug)]
+pub struct Threads {
+    writer: std::thread::JoinHandle<()>,
+    reader: std::thread::JoinHandle<()>,
+    acker: std::thread::JoinHandle<()>,
+}
+
+impl Threads {
+    /// Waits (blocking) for the writer and the acknowledgements to finish: call after the
+    /// sink has returned, so acknowledgements are on disk before exit. The reader is not
+    /// waited for: after the deadline it may be blocked on a full pipeline that nobody
+    /// drains any more.
+    pub fn join(self) {
+        let _ = self.writer.join();
+        let _ = self.acker.join();
+        drop(self.reader);
+    }
+}
+
+fn create_segment(shared: &Shared, seq: u64) -> std::io::Result<()> {
+    File::create(shared.path(seq, "seg"))?;
+    // The new directory entry must survive a crash too.
+    if shared.fsync {
+        File::open(&shared.dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Checks every segment an earlier run left: counts its valid records, skips acknowledged
+/// ones, stops at the first damaged record.
+fn recover(shared: &Shared) -> std::io::Result<Recovered> {
+    let mut seqs: Vec<u64> = std::fs::read_dir(&shared.dir)?
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name();
+            name.to_str()?.strip_suffix(".seg")?.parse().ok()
+        })
+        .collect();
+    seqs.sort_unstable();
+    let mut recovered = Recovered::default();
+    let mut state = shared.lock();
+    for seq in seqs {
+        recovered.segments += 1;
+        let preacked = read_acks(&shared.path(seq, "ack"));
+        let file = File::open(shared.path(seq, "seg"))?;
+        let len = file.metadata()?.len();
+        let mut segment = Segment {
+            sealed: true,
+            ..Segment::default()
+        };
+        let mut offset = 0u64;
+        while offset < len {
+            match read_record(&file, offset, len) {
+                Ok(payload) => {
+                    let bytes = (record::HEADER_LEN + payload.len()) as u64;
+                    segment.records += 1;
+                    if preacked.contains(&offset) {
+                        segment.acked += 1;
+                    } else {
+                        state.outstanding += bytes;
+                        segment.unacked_bytes += bytes;
+                        recovered.events += record::event_count(&payload);
+                    }
+                    offset += bytes;
+                }
+                Err(reason) => {
+                    recovered.corrupt += 1;
+                    shared.metrics.disk_buffer_corrupt(1);
+                    tracing::error!(
+                        segment = %shared.path(seq, "seg").display(),
+                        offset,
+                        reason,
+                        "disk buffer: damaged record; the rest of this segment is skipped"
+                    );
+                    break;
+                }
+            }
+        }
+        segment.end = offset;
+        segment.preacked = preacked;
+        state.segments.insert(seq, segment);
+        shared.reclaim_if_done(&mut state, seq);
+    }
+    Ok(recovered)
+}
+
+fn read_acks(path: &Path) -> HashSet<u64> {
+    std::fs::read(path)
+        .map(|bytes| {
+            bytes
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The checked payload of the record at `offset`, or why it cannot be trusted.
+fn read_record(file: &File, offset: u64, len: u64) -> Result<Vec<u8>, &'static str> {
+    let mut header = [0u8; record::HEADER_LEN];
+    if len - offset < header.len() as u64 {
+        return Err("truncated header");
+    }
+    file.read_exact_at(&mut header, offset)
+        .map_err(|_| "unreadable header")?;
+    let (size, crc) = record::header(&header);
+    if size > record::MAX_PAYLOAD_BYTES {
+        return Err("impossible length");
+    }
+    if len - offset - (header.len() as u64) < size as u64 {
+        return Err("truncated record");
+    }
+    let mut payload = vec![0u8; size];
+    file.read_exact_at(&mut payload, offset + header.len() as u64)
+        .map_err(|_| "unreadable record")?;
+    if !record::checksum_ok(&payload, crc) {
+        return Err("checksum mismatch");
+    }
+    Ok(payload)
+}
+
+/// The writer thread: groups appends, waits for room under the cap, writes, syncs, commits,
+/// then answers every append of the group.
+fn write_loop(shared: &Shared, mut active: u64, mut rx: mpsc::Receiver<Append>) {
+    let mut file = match OpenOptions::new()
+        .append(true)
+        .open(shared.path(active, "seg"))
+    {
+        Ok(file) => file,
+        Err(error) => {
+            tracing::error!(%error, "disk buffer: cannot open the active segment; inputs will stop");
+            return;
+        }
+    };
+    let mut file_len = 0u64;
+    let mut group: Vec<Append> = Vec::new();
+    let mut buffer: Vec<u8> = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        group.push(first);
+        let mut bytes = group[0].record.len();
+        while bytes < GROUP_BYTES {
+            match rx.try_recv() {
+                Ok(next) => {
+                    bytes += next.record.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        wait_for_room(shared, bytes as u64);
+        let roll_requested = std::mem::take(&mut shared.lock().roll_requested);
+        if file_len > 0 && (roll_requested || file_len + bytes as u64 > shared.segment_bytes) {
+            match roll(shared, active) {
+                Ok((seq, next)) => {
+                    active = seq;
+                    file = next;
+                    file_len = 0;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "disk buffer: cannot start a new segment; writing on in the current one");
+                }
+            }
+        }
+        buffer.clear();
+        let mut offsets = Vec::with_capacity(group.len());
+        for append in &group {
+            offsets.push((file_len + buffer.len() as u64, append.record.len() as u64));
+            buffer.extend_from_slice(&append.record);
+        }
+        write_durably(shared, &mut file, file_len, &buffer);
+        file_len += buffer.len() as u64;
+        {
+            let mut state = shared.lock();
+            state.outstanding += buffer.len() as u64;
+            if let Some(segment) = state.segments.get_mut(&active) {
+                segment.end = file_len;
+                segment.records += group.len() as u64;
+                segment.unacked_bytes += buffer.len() as u64;
+            }
+        }
+        shared.changed.notify_all();
+        for append in group.drain(..) {
+            let _ = append.done.send(());
+        }
+    }
+    let mut state = shared.lock();
+    state.closed = true;
+    if let Some(segment) = state.segments.get_mut(&active) {
+        segment.sealed = true;
+    }
+    shared.reclaim_if_done(&mut state, active);
+    drop(state);
+    shared.changed.notify_all();
+}
+
+/// Waits while `bytes` more would pass the size cap (one record may always be written when
+/// nothing else is outstanding, so an oversized record cannot wedge the buffer).
+fn wait_for_room(shared: &Shared, bytes: u64) {
+    let mut state = shared.lock();
+    while state.outstanding > 0 && state.outstanding + bytes > shared.max_bytes {
+        if !shared.blocked.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                limit_bytes = shared.max_bytes,
+                "disk buffer full: inputs are slowed until CloudWatch Logs catches up"
+            );
+        }
+        state = shared
+            .changed
+            .wait_timeout(state, POLL)
+            .map(|(guard, _)| guard)
+            .unwrap_or_else(|e| e.into_inner().0);
+    }
+    shared.blocked.store(false, Ordering::Relaxed);
+}
+
+/// Writes `bytes` at `at` (the committed end), retrying until the disk takes them: a failed
+/// write is cut back off so the segment never holds a torn record followed by good ones.
+fn write_durably(shared: &Shared, file: &mut File, at: u64, bytes: &[u8]) {
+    let mut failures = 0u64;
+    loop {
+        let result = file
+            .write_all(bytes)
+            .and_then(|()| if shared.fsync { file.sync_data() } else { Ok(()) });
+        match result {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(failures, "disk buffer: writes succeed again");
+                }
+                shared.blocked.store(false, Ordering::Relaxed);
+                return;
+            }
+            Err(error) => {
+                failures += 1;
+                shared.metrics.disk_buffer_write_error();
+                shared.blocked.store(true, Ordering::Relaxed);
+                if failures == 1 {
+                    tracing::error!(%error, "disk buffer: write failed (disk full?); inputs wait and the write is retried");
+                }
+                let _ = file.set_len(at);
+                std::thread::sleep(WRITE_RETRY);
+            }
+        }
+    }
+}
+
+/// Seals `active` and starts the next segment.
+fn roll(shared: &Shared, active: u64) -> std::io::Result<(u64, File)> {
+    let next = active + 1;
+    create_segment(shared, next)?;
+    let file = OpenOptions::new()
+        .append(true)
+        .open(shared.path(next, "seg"))?;
+    let mut state = shared.lock();
+    state.segments.insert(next, Segment::default());
+    if let Some(segment) = state.segments.get_mut(&active) {
+        segment.sealed = true;
+    }
+    shared.reclaim_if_done(&mut state, active);
+    drop(state);
+    shared.changed.notify_all();
+    Ok((next, file))
+}
+
+/// The reader thread: follows the segments in order and hands their records to the sink.
+fn read_loop(
+    shared: &Shared,
+    runtime: &tokio::runtime::Handle,
+    budget: &MemoryBudget,
+    out: &mpsc::Sender<Batch>,
+    acks: &std::sync::mpsc::Sender<(u64, u64, u64)>,
+    abandon: &CancellationToken,
+) {
+    let mut seq = 0u64;
+    let mut offset = 0u64;
+    let mut file: Option<File> = None;
+    let mut preacked = HashSet::new();
+    loop {
+        // Find the next readable range, waiting for the writer when caught up.
+        let end = {
+            let mut state = shared.lock();
+            loop {
+                if abandon.is_cancelled() {
+                    return;
+                }
+                let current = state.segments.get(&seq).map(|s| (s.end, s.sealed));
+                match current {
+                    Some((end, _)) if offset < end => break end,
+                    Some((_, false)) => {}
+                    // Sealed and read, or never existed / already reclaimed: move on.
+                    _ => {
+                        let next = state.segments.range(seq + 1..).next().map(|(k, _)| *k);
+                        match next {
+                            Some(next) => {
+                                seq = next;
+                                offset = 0;
+                                file = None;
+                                preacked = state
+                                    .segments
+                                    .get_mut(&next)
+                                    .map(|s| std::mem::take(&mut s.preacked))
+                                    .unwrap_or_default();
+                                continue;
+                            }
+                            None if state.closed => return,
+                            None => {}
+                        }
+                    }
+                }
+                state = shared
+                    .changed
+                    .wait_timeout(state, POLL)
+                    .map(|(guard, _)| guard)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+        };
+        if file.is_none() {
+            match File::open(shared.path(seq, "seg")) {
+                Ok(opened) => file = Some(opened),
+                Err(error) => {
+                    tracing::error!(%error, seq, "disk buffer: cannot open a segment; it is skipped");
+                    shared.metrics.disk_buffer_corrupt(1);
+                    skip_segment(shared, seq);
+                    offset = u64::MAX;
+                    continue;
+                }
+            }
+        }
+        let Some(segment_file) = &file else { continue };
+        while offset < end {
+            let payload = match read_record(segment_file, offset, end) {
+                Ok(payload) => payload,
+                Err(reason) => {
+                    tracing::error!(seq, offset, reason, "disk buffer: damaged record; the rest of this segment is skipped");
+                    shared.metrics.disk_buffer_corrupt(1);
+                    skip_segment(shared, seq);
+                    offset = u64::MAX;
+                    break;
+                }
+            };
+            let at = offset;
+            let bytes = (record::HEADER_LEN + payload.len()) as u64;
+            offset += bytes;
+            if let Some(segment) = shared.lock().segments.get_mut(&seq) {
+                segment.handed += 1;
+            }
+            if preacked.remove(&at) {
+                continue;
+            }
+            let Some(mut events) = record::decode(&payload) else {
+                tracing::error!(seq, offset = at, "disk buffer: undecodable record; skipped");
+                shared.metrics.disk_buffer_corrupt(1);
+                let _ = acks.send((seq, at, bytes));
+                continue;
+            };
+            let ack = Arc::new(Ack {
+                seq,
+                offset: at,
+                bytes,
+                acks: acks.clone(),
+                abandon: abandon.clone(),
+            });
+            for event in &mut events {
+                event.ack = Some(ack.clone());
+            }
+            drop(ack);
+            let batch = Batch { events };
+            let cost = batch.cost();
+            let acquired = runtime.block_on(async {
+                tokio::select! {
+                    taken = budget.acquire(cost) => Some(taken),
+                    () = abandon.cancelled() => None,
+                }
+            });
+            let Some(taken) = acquired else { return };
+            if out.blocking_send(batch).is_err() {
+                budget.release(taken);
+                return;
+            }
+        }
+    }
+}
+
+/// Gives up on the rest of segment `seq` (damaged or unreadable): only the records read
+/// so far can be acknowledged; the segment is reclaimed once they are. When it is the
+/// segment being written, the writer moves on to a new one.
+fn skip_segment(shared: &Shared, seq: u64) {
+    let mut state = shared.lock();
+    let sealed = match state.segments.get_mut(&seq) {
+        Some(segment) => {
+            segment.damaged = true;
+            segment.sealed
+        }
+        None => true,
+    };
+    if !sealed {
+        state.roll_requested = true;
+    }
+    shared.reclaim_if_done(&mut state, seq);
+    drop(state);
+    shared.changed.notify_all();
+}
+
+/// The acknowledgement thread: records acknowledgements and reclaims finished segments.
+fn ack_loop(shared: &Shared, acks: &std::sync::mpsc::Receiver<(u64, u64, u64)>) {
+    while let Ok((seq, offset, bytes)) = acks.recv() {
+        let mut state = shared.lock();
+        state.outstanding = state.outstanding.saturating_sub(bytes);
+        if let Some(segment) = state.segments.get_mut(&seq) {
+            segment.acked += 1;
+            segment.unacked_bytes = segment.unacked_bytes.saturating_sub(bytes);
+            if segment.ack_file.is_none() {
+                segment.ack_file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(shared.path(seq, "ack"))
+                    .map_err(|error| tracing::warn!(%error, "disk buffer: cannot open an ack file; delivered records may be sent again after a crash"))
+                    .ok();
+            }
+            if let Some(ack_file) = &mut segment.ack_file {
+                let _ = ack_file.write_all(&offset.to_le_bytes());
+            }
+        }
+        shared.reclaim_if_done(&mut state, seq);
+        drop(state);
+        shared.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, max_size_mib: u64) -> DiskBufferConfig {
+        DiskBufferConfig {
+            path: dir.to_path_buf(),
+            max_size_mib,
+            segment_size_mib: 1,
+            fsync: "batch".into(),
+        }
+    }
+
+    fn events(first: usize, n: usize, size: usize) -> Vec<Event> {
+        (first..first + n)
+            .map(|i| {
+                let mut message = format!("{i:08}:");
+                message.push_str(&"x".repeat(size.saturating_sub(message.len())));
+                Event {
+                    time_ms: i as i64,
+                    message,
+                    level: None,
+                    container: None,
+                    request_id: None,
+                    ack: None,
+                }
+            })
+            .collect()
+    }
+
+    struct Running {
+        writer: Writer,
+        status: Status,
+        rx: mpsc::Receiver<Batch>,
+        abandon: CancellationToken,
+        threads: Threads,
+        recovered: Recovered,
+    }
+
+    fn start(dir: &Path, max_size_mib: u64) -> Running {
+        let metrics = Arc::new(Metrics::default());
+        let buffer = DiskBuffer::open(&config(dir, max_size_mib), metrics).unwrap();
+        let recovered = buffer.recovered();
+        let status = buffer.status();
+        let (tx, rx) = mpsc::channel(1024);
+        let abandon = CancellationToken::new();
+        let (writer, threads) = buffer
+            .start(MemoryBudget::new(64 << 20), tx, abandon.clone())
+            .unwrap();
+        Running {
+            writer,
+            status,
+            rx,
+            abandon,
+            threads,
+            recovered,
+        }
+    }
+
+    /// Receives until `n` events arrived; returns their ids in order (events dropped, so
+    /// acknowledged, unless `keep`).
+    async fn receive(rx: &mut mpsc::Receiver<Batch>, n: usize, keep: &mut Vec<Event>) -> Vec<usize> {
+        let mut ids = Vec::new();
+        while ids.len() < n {
+            let batch = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("events in time")
+                .expect("open");
+            for event in batch.events {
+                ids.push(event.message[..8].parse().unwrap());
+                keep.push(event);
+            }
+        }
+        ids
+    }
+
+    fn segment_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Simulates `kill -9`: nothing settled afterwards is acknowledged.
+    fn crash(running: Running, keep: Vec<Event>) {
+        running.abandon.cancel();
+        drop(keep);
+        drop(running);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn delivered_records_are_acknowledged_and_reclaimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = start(dir.path(), 4);
+        // 30 records of ~100 KiB: three segments of 1 MiB.
+        for i in 0..30 {
+            run.writer.append(&events(i * 10, 10, 10_000)).await.unwrap();
+        }
+        let mut keep = Vec::new();
+        let ids = receive(&mut run.rx, 300, &mut keep).await;
+        assert_eq!(ids, (0..300).collect::<Vec<_>>(), "in order, exactly once");
+        assert!(run.status.bytes() > 0, "unsettled records still count");
+        drop(keep);
+        drop(run.writer);
+        let _ = tokio::task::spawn_blocking(move || run.threads.join()).await;
+        assert_eq!(run.status.bytes(), 0);
+        assert!(
+            segment_files(dir.path()).is_empty(),
+            "every segment reclaimed: {:?}",
+            segment_files(dir.path())
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_crash_only_unacknowledged_records_are_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = start(dir.path(), 16);
+        for i in 0..20 {
+            run.writer.append(&events(i * 5, 5, 50_000)).await.unwrap();
+        }
+        let mut keep = Vec::new();
+        receive(&mut run.rx, 100, &mut keep).await;
+        // The first 40 events (8 records) are delivered; the rest are in flight at the crash.
+        let in_flight = keep.split_off(40);
+        drop(keep);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        crash(run, in_flight);
+
+        let mut run = start(dir.path(), 16);
+        assert_eq!(run.recovered.events, 60);
+        assert_eq!(run.recovered.corrupt, 0);
+        let mut keep = Vec::new();
+        let ids = receive(&mut run.rx, 60, &mut keep).await;
+        assert_eq!(ids, (40..100).collect::<Vec<_>>());
+        drop(keep);
+        drop(run.writer);
+        let _ = tokio::task::spawn_blocking(move || run.threads.join()).await;
+        assert!(segment_files(dir.path()).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_damaged_record_is_counted_and_the_other_segments_still_deliver() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = start(dir.path(), 16);
+        // 100 KiB records, ~10 per 1 MiB segment: three segments.
+        for i in 0..25 {
+            run.writer.append(&events(i * 10, 10, 10_000)).await.unwrap();
+        }
+        crash(run, Vec::new());
+        let files = segment_files(dir.path());
+        let first = files.iter().find(|f| f.ends_with(".seg")).unwrap();
+        // Flip a byte inside the first segment's third record.
+        let path = dir.path().join(first);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let record = bytes.len() / 10;
+        bytes[2 * record + record / 2] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+
+        let mut run = start(dir.path(), 16);
+        assert_eq!(run.recovered.corrupt, 1);
+        let mut keep = Vec::new();
+        let expected = run.recovered.events as usize;
+        let ids = receive(&mut run.rx, expected, &mut keep).await;
+        // Records 0-1 of the damaged segment, then everything after that segment.
+        assert_eq!(&ids[..20], &(0..20).collect::<Vec<_>>()[..]);
+        assert!(ids[20] >= 90, "the damaged segment's rest is skipped: {}", ids[20]);
+        assert_eq!(*ids.last().unwrap(), 249, "later segments delivered in full");
+        drop(keep);
+        drop(run.writer);
+        let _ = tokio::task::spawn_blocking(move || run.threads.join()).await;
+        assert!(segment_files(dir.path()).is_empty(), "the damaged segment is reclaimed too");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_wait_at_the_size_cap_until_records_are_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = start(dir.path(), 2);
+        // ~1.5 MiB outstanding, then a 1 MiB append would pass the 2 MiB cap.
+        for i in 0..3 {
+            run.writer.append(&events(i * 5, 5, 100_000)).await.unwrap();
+        }
+        let blocked = {
+            let writer = run.writer.clone();
+            tokio::spawn(async move { writer.append(&events(15, 10, 100_000)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!blocked.is_finished(), "the append waits at the cap");
+        assert!(run.status.blocked());
+        let mut keep = Vec::new();
+        receive(&mut run.rx, 15, &mut keep).await;
+        drop(keep);
+        tokio::time::timeout(Duration::from_secs(5), blocked)
+            .await
+            .expect("room after the acknowledgements")
+            .unwrap()
+            .unwrap();
+        assert!(!run.status.blocked());
+    }
+}
