@@ -2,6 +2,7 @@
 //! fake CloudWatch Logs endpoint (faults) and the AWS emulator (the real SDK round trip).
 
 mod cli;
+mod durability;
 mod emulator;
 mod fake_cwl;
 mod faults;

@@ -12,6 +12,7 @@ use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{DropReason, Metrics, RetryReason};
+use crate::buffer::Ack;
 use crate::pipeline::event::Event;
 use crate::sinks::retry::{Backoff, Failure, classify};
 
@@ -127,7 +128,7 @@ impl LogsService {
     pub async fn deliver(
         &self,
         stream: &str,
-        events: Vec<Event>,
+        mut events: Vec<Event>,
         cancel: &CancellationToken,
     ) -> Result<Delivery, usize> {
         let count = events.len();
@@ -135,6 +136,17 @@ impl LogsService {
             return Err(count);
         }
         let bytes: u64 = events.iter().map(|e| e.message.len() as u64).sum();
+        // Disk buffer acknowledgements are held until this call has settled: they fire when
+        // dropped, and the events themselves are consumed into the request below.
+        let mut acks: Vec<Arc<Ack>> = Vec::new();
+        for event in &mut events {
+            if let Some(ack) = event.ack.take() {
+                if !acks.last().is_some_and(|last| Arc::ptr_eq(last, &ack)) {
+                    acks.push(ack);
+                }
+            }
+        }
+        let _settle_acks_on_return = acks;
         // The messages move into the request input (no copy); each attempt sends a clone
         // of it, because the SDK consumes its input.
         let input: Vec<InputLogEvent> = events
