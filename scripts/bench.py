@@ -32,6 +32,7 @@ def wait_port(port, timeout=10):
 
 MEMORY_MIB = 16
 IN_FLIGHT = 4
+DISK_BUFFER = "off"
 
 
 def agent_config(tmp, endpoint, admin, source):
@@ -48,7 +49,11 @@ region = "us-east-1"
 max_in_flight = {IN_FLIGHT}
 [metrics]
 publish = "none"        # request metrics are still extracted; nothing leaves loopback
-"""
+""" + ("" if DISK_BUFFER == "off" else f"""
+[disk_buffer]
+path = "{os.path.join(tmp, 'buffer')}"
+fsync = "{DISK_BUFFER}"
+""")
 
 
 def forward_frames(lines_path, out_path, per_frame=1000):
@@ -137,7 +142,10 @@ def main():
     ap.add_argument("--fake", required=True)
     ap.add_argument("--memory-mib", type=int, default=MEMORY_MIB, help="the agent's memory_limit_mib")
     ap.add_argument("--in-flight", type=int, default=IN_FLIGHT, help="the sink's max_in_flight")
+    ap.add_argument("--disk-buffer", choices=["off", "batch", "never"], default=DISK_BUFFER,
+                    help="run with the disk buffer, fsync per batch or never (default off: memory only)")
     a = ap.parse_args()
+    globals()["DISK_BUFFER"] = a.disk_buffer
     globals()["MEMORY_MIB"] = a.memory_mib
     globals()["IN_FLIGHT"] = a.in_flight
     work = tempfile.mkdtemp(prefix="bench-")
@@ -146,7 +154,7 @@ def main():
         subprocess.run([sys.executable, os.path.join(ROOT, "../shared/bench/gen_logs.py"), str(a.lines)], stdout=f, check=True)
     size = os.path.getsize(lines_path)
     print(f"W1: {a.lines} lines, {size / 2**20:.1f} MiB, {size / a.lines:.0f} B/line; {a.runs} runs per input, medians; "
-          f"memory_limit_mib = {a.memory_mib}, max_in_flight = {a.in_flight}")
+          f"memory_limit_mib = {a.memory_mib}, max_in_flight = {a.in_flight}, disk buffer: {a.disk_buffer}")
     if "forward" in a.inputs:
         forward_frames(lines_path, frames_path)
     print(f"{'input':<8} {'lines/s':>10} {'MiB/s':>7} {'CPU s/1M':>9} {'peak RSS MiB':>13} {'counted':>9}  runs (lines/s)")

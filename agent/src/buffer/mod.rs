@@ -928,6 +928,34 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_disk_blocks_appends_and_counts_the_failures_instead_of_accepting() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let buffer = DiskBuffer::open(&config(dir.path(), 16), metrics.clone()).unwrap();
+        // The active segment becomes /dev/full: every write fails with ENOSPC.
+        let active = dir.path().join(format!("{:020}.seg", buffer.active));
+        std::fs::remove_file(&active).unwrap();
+        std::os::unix::fs::symlink("/dev/full", &active).unwrap();
+        let status = buffer.status();
+        let (tx, _rx) = mpsc::channel(16);
+        let abandon = CancellationToken::new();
+        let (writer, _threads) = buffer
+            .start(MemoryBudget::new(1 << 20), tx, abandon.clone())
+            .unwrap();
+        let append = tokio::spawn(async move { writer.append(&events(0, 3, 100)).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!append.is_finished(), "not accepted while the disk refuses it");
+        assert!(status.blocked(), "shows in /ready and /metrics");
+        let text = metrics.render(&MemoryBudget::new(1));
+        assert!(
+            !text.contains("agent_disk_buffer_write_errors_total 0\n"),
+            "write errors are counted"
+        );
+        abandon.cancel();
+        append.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn appends_wait_at_the_size_cap_until_records_are_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         let mut run = start(dir.path(), 2);

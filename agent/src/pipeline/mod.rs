@@ -427,6 +427,26 @@ mod tests {
     }
 
     #[test]
+    fn the_request_id_is_read_only_when_asked_for() {
+        let fields = ParseFields {
+            timestamp: "timestamp".into(),
+            level: "level".into(),
+            timing: None,
+        };
+        let line = r#"{"level":"error","request_id":"r-\u0031","x":{"request_id":"inner"}}"#;
+        assert_eq!(parse::parse(line, &fields).request_id, None);
+        let parsed = parse::parse_with_request_id(line, &fields, Some("request_id"));
+        assert_eq!(parsed.request_id.as_deref(), Some("r-1"));
+        assert_eq!(parsed.level, Some(event::Level::Error));
+        let number = r#"{"request_id":42}"#;
+        assert_eq!(
+            parse::parse_with_request_id(number, &fields, Some("request_id")).request_id,
+            None,
+            "only strings are ids"
+        );
+    }
+
+    #[test]
     fn invalid_utf8_is_shipped_lossily_and_counted() {
         let m = Metrics::default();
         let event = processor(1024).process(RawLine::new(vec![b'a', 0xff, b'b', 0]), 1, &m);

@@ -209,3 +209,55 @@ async fn sigterm_with_a_backlog_the_endpoint_refuses_keeps_it_on_disk_for_the_ne
     assert!(missing.is_empty(), "lost {} events", missing.len());
     assert_eq!(duplicated, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_the_size_cap_inputs_wait_and_ready_says_so_then_everything_is_delivered() {
+    let (fake, endpoint, _server) = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    fake.behaviour.unavailable.store(true, Ordering::SeqCst);
+    let mut options = options(&endpoint, dir.path(), 10);
+    options.extra = format!(
+        "[disk_buffer]\npath = \"{}\"\nmax_size_mib = 2\nsegment_size_mib = 1\n",
+        dir.path().display()
+    );
+    let mut agent = Agent::start(&options);
+    let admin = agent.admin_port;
+    // ~8 MB of lines against a 2 MiB cap.
+    let n = 30_000;
+    let lines = numbered_lines(0, n);
+    let mut stdin = agent.child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        for line in lines {
+            stdin.write_all(line.as_bytes()).unwrap();
+            stdin.write_all(b"\n").unwrap();
+        }
+    });
+    let blocked = eventually(Duration::from_secs(15), || async {
+        agent.metric("agent_disk_buffer_blocked").await == Some(1.0)
+    })
+    .await;
+    assert!(blocked, "the cap must be reached");
+    let (status, body) = crate::support::http_get(admin, "/ready").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    let on_disk = agent.metric("agent_disk_buffer_bytes").await.unwrap();
+    assert!(on_disk <= 3.0 * 1024.0 * 1024.0, "{on_disk} bytes above the cap");
+    assert!(!writer.is_finished(), "the input is slowed");
+
+    fake.behaviour.unavailable.store(false, Ordering::SeqCst);
+    tokio::task::spawn_blocking(move || writer.join().unwrap())
+        .await
+        .unwrap();
+    let ready = eventually(Duration::from_secs(15), || async {
+        crate::support::http_get(admin, "/ready")
+            .await
+            .is_ok_and(|(status, _)| status == 200)
+    })
+    .await;
+    assert!(ready, "ready again once there is room");
+    let (code, logs) = finish(agent).await;
+    assert_eq!(code, Some(0), "{logs}");
+    let (missing, duplicated) = tally(&fake.messages(), n);
+    assert!(missing.is_empty(), "lost {} events", missing.len());
+    assert_eq!(duplicated, 0);
+}
