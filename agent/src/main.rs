@@ -53,6 +53,10 @@ enum Command {
         #[arg(long, default_value_t = 0.0)]
         wait: f64,
     },
+    /// Dashboards and alarms as code: validate, plan or apply dashboards/ and alerts/ for one
+    /// environment (exit 0 ok, 1 failure, 2 changes with plan --detailed-exitcode, 64 invalid).
+    #[command(subcommand)]
+    Provision(agent::provision::Command),
     /// Exit 0 when the admin server answers GET /health (container health checks).
     Health {
         /// Admin address.
@@ -76,8 +80,24 @@ fn load(path: &PathBuf) -> Result<Config, ExitCode> {
     })
 }
 
+#[allow(
+    clippy::print_stderr,
+    reason = "usage errors are for the operator's terminal"
+)]
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A usage error exits 64 (EX_USAGE), not clap's 2: `provision plan --detailed-exitcode`
+    // gives 2 its own meaning (changes pending).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     match cli.command {
         Command::Validate { config } => match load(&config) {
             Ok(_) => ExitCode::SUCCESS,
@@ -111,6 +131,14 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Provision(command) => {
+            agent::init_logging("warn");
+            ExitCode::from(agent::provision::run(
+                command,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            ))
         }
         Command::Health { address } => health(&address),
         Command::Probe {

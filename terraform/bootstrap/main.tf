@@ -1,6 +1,7 @@
 # The S3 bucket that holds the Terraform state of every environment
 # (key envs/<environment>/terraform.tfstate, locked with S3 lock files).
 # Versioned (every state revision recoverable), KMS-encrypted, private, TLS only.
+# The GitHub Actions OIDC provider and the deploy roles are in github.tf.
 
 data "aws_caller_identity" "current" {}
 

@@ -6,7 +6,11 @@ retention, private and encrypted RDS, S3 public-access blocks, the ECS
 deployment circuit breaker, the task's two containers wired through FireLens,
 secrets never passed as plain environment values, one S3 backend with lock
 files per environment, and the prod-only settings that checkov's skip list
-(terraform/.checkov.yaml) leaves to this file.
+(terraform/.checkov.yaml) leaves to this file. Also where Terraform meets
+`agent provision` (dashboards/, alerts/, provision/ at the repository root, read
+but never changed): no dashboards and no alarm on a metric alerts/ already
+watches, names the provision files rely on, and the GitHub deploy roles of
+bootstrap/github.tf, scoped to exactly what the deploy workflows call.
 
 Run: python terraform/tests/test_invariants.py   (from the repo root or anywhere)
 """
@@ -35,6 +39,9 @@ except ImportError:  # python-hcl2 < 7 already returns unquoted strings.
 
 
 TF_ROOT = Path(os.environ.get("TF_ROOT", Path(__file__).resolve().parent.parent))
+# dashboards/, alerts/ and provision/ live next to terraform/; mutants.py moves TF_ROOT
+# to a temporary copy of terraform/ only, so the repository root is kept apart.
+REPO_ROOT = Path(os.environ.get("REPO_ROOT", Path(__file__).resolve().parents[2]))
 ENVS = ("dev", "staging", "prod")
 SECRET_NAMES = (
     "DATABASE_URL",
@@ -92,6 +99,15 @@ def resources(rtype=None, directory=None):
                 continue
             for name, body in named.items():
                 yield p, t, name, body
+
+
+def data_sources(dtype, directory=None):
+    """(path, name, body) of every data source of one type, optionally in one directory."""
+    for p, block in blocks("data"):
+        if directory is not None and p.parent != directory:
+            continue
+        for name, body in block.get(dtype, {}).items():
+            yield p, name, body
 
 
 def variables(directory):
@@ -174,6 +190,86 @@ def secret_names(container, directory):
     if not m:
         raise AssertionError(f"unrecognised secrets expression: {secrets[:120]}")
     return list(resolve("${local.%s}" % m.group(2), directory))
+
+
+def the(rtype, name, directory):
+    """The body of one resource, which must exist."""
+    found = [body for _, _, n, body in resources(rtype, directory) if n == name]
+    if len(found) != 1:
+        raise AssertionError(f"{_rel(directory)}: expected one {rtype}.{name}, found {len(found)}")
+    return found[0]
+
+
+def mod(name):
+    return TF_ROOT / "modules" / name
+
+
+def expand(text, directory):
+    """`text` with every `${local.x}` / `${var.x}` inside it replaced when it resolves to a string."""
+
+    def one(m):
+        value = resolve("${%s.%s}" % (m.group(1), m.group(2)), directory)
+        return value if isinstance(value, str) and not REF.match(value) else m.group(0)
+
+    return re.sub(r"\$\{(local|var)\.([A-Za-z0-9_]+)\}", one, text)
+
+
+def fill(text, values):
+    """`${Name}` placeholders of dashboards/alerts/provision filled from `values` (others kept)."""
+    return re.sub(r"\$\{(\w+)\}", lambda m: str(values.get(m.group(1), m.group(0))), text)
+
+
+def provision_vars(env):
+    """provision/<env>.json with its own `${Name}` references filled; AccountId is a dummy
+    (the deploy workflow passes the real one)."""
+    path = REPO_ROOT / "provision" / f"{env}.json"
+    values = json.loads(path.read_text(encoding="utf-8"))
+    values.setdefault("AccountId", "123456789012")
+    for _ in range(5):
+        values = {k: fill(v, values) if isinstance(v, str) else v for k, v in values.items()}
+    return values
+
+
+def alert_alarms():
+    """(file name, alarm) of every alarm in alerts/*.json (one object or a list per file)."""
+    found = []
+    for path in sorted((REPO_ROOT / "alerts").glob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        for alarm in doc if isinstance(doc, list) else [doc]:
+            found.append((path.name, alarm))
+    return found
+
+
+def alert_metrics(alarm, values):
+    """(namespace, metric name) of every metric an alerts/ alarm reads, placeholders filled."""
+    found = []
+    if alarm.get("MetricName"):
+        found.append((alarm.get("Namespace", ""), alarm["MetricName"]))
+    for query in alarm.get("Metrics", []):
+        metric = (query.get("MetricStat") or {}).get("Metric")
+        if metric:
+            found.append((metric.get("Namespace", ""), metric.get("MetricName", "")))
+    return {(fill(ns, values), fill(name, values)) for ns, name in found}
+
+
+def terraform_alarm_metrics(body, directory):
+    """(namespace, metric name) of every metric an aws_cloudwatch_metric_alarm reads."""
+    found = []
+    if body.get("metric_name"):
+        found.append((body.get("namespace"), body["metric_name"]))
+    for query in body.get("metric_query", []):
+        for metric in query.get("metric", []):
+            found.append((metric.get("namespace"), metric.get("metric_name")))
+    return {(expand(str(ns), directory), expand(str(name), directory)) for ns, name in found}
+
+
+def tf_name(expr, name):
+    """A module's name expression (`${var.name}-api`, `${substr("${var.name}-alb", 0, 32)}`)
+    for the module input `name`."""
+    m = re.match(r'^\$\{substr\("(.*)", 0, (\d+)\)\}$', expr)
+    if m:
+        return m.group(1).replace("${var.name}", name)[: int(m.group(2))]
+    return expr.replace("${var.name}", name)
 
 
 def module_dirs():
@@ -324,6 +420,12 @@ class TaskDefinition(unittest.TestCase):
         env = {e["name"] for e in self.containers["agent"]["environment"]}
         self.assertLessEqual({"AGENT_LOG_GROUP", "AGENT_METRICS_NAMESPACE", "AWS_REGION"}, env)
 
+    def test_both_containers_get_the_environment_name(self):
+        # The sidecar's config sets its metrics' Environment dimension to ${APP_ENV:-dev}.
+        for name, c in self.containers.items():
+            env = {e["name"]: e["value"] for e in c.get("environment", [])}
+            self.assertEqual(env.get("APP_ENV"), "${var.environment}", f"container {name}: APP_ENV = var.environment")
+
     def test_secrets_injected_as_secrets_never_as_environment(self):
         for name, c in self.containers.items():
             plain = {e["name"] for e in c.get("environment", [])}
@@ -401,6 +503,273 @@ class Environments(unittest.TestCase):
         for name in ("main.tf", "variables.tf", "providers.tf", "outputs.tf"):
             texts = {env: (env_dir(env) / name).read_text(encoding="utf-8") for env in ENVS}
             self.assertEqual(len(set(texts.values())), 1, f"envs/*/{name} differ between environments")
+
+
+class AgentProvisionOwnsDashboardsAndAlerts(unittest.TestCase):
+    """dashboards/*.json and alerts/*.json are created by `agent provision apply` in the deploy
+    workflow, as "<project>-<env>-agent-<name>"; Terraform keeps only what alerts/ lacks."""
+
+    def test_no_dashboard_in_terraform(self):
+        found = [f"{_rel(p)}: {t}.{n}" for p, t, n, _ in resources("aws_cloudwatch_dashboard")]
+        self.assertEqual(found, [], "dashboards are provisioned by `agent provision`, not Terraform")
+        for path in _tf_files():
+            self.assertNotIn("dashboards_dir", path.read_text(encoding="utf-8"), f"{_rel(path)} still wires dashboards_dir")
+
+    def test_no_terraform_alarm_on_a_metric_alerts_watch(self):
+        alarms = alert_alarms()
+        self.assertTrue(alarms, f"no alarm found in {REPO_ROOT / 'alerts'}")
+        watched = {}
+        for env in ENVS:
+            values = provision_vars(env)
+            for file, alarm in alarms:
+                for metric in alert_metrics(alarm, values):
+                    watched.setdefault(metric, f"alerts/{file} ({alarm.get('AlarmName')})")
+        self.assertTrue(watched, "no metric found in the alerts/ alarms")
+        found = list(resources("aws_cloudwatch_metric_alarm"))
+        self.assertTrue(found, "no aws_cloudwatch_metric_alarm found")
+        for path, _, name, body in found:
+            for metric in terraform_alarm_metrics(body, path.parent):
+                self.assertNotIn(
+                    metric, watched,
+                    f"{_rel(path)}: aws_cloudwatch_metric_alarm.{name} watches {metric}, as {watched.get(metric)} "
+                    "does: the pager would be called twice",
+                )
+
+    def test_terraform_keeps_the_alarms_alerts_do_not_cover(self):
+        metrics = set()
+        for path, _, _, body in resources("aws_cloudwatch_metric_alarm"):
+            metrics |= terraform_alarm_metrics(body, path.parent)
+        for metric in [
+            ("ECS/ContainerInsights", "RunningTaskCount"),
+            ("AWS/ApplicationELB", "UnHealthyHostCount"),
+            ("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count"),
+            ("AWS/ApplicationELB", "TargetResponseTime"),
+            ("AWS/ElastiCache", "DatabaseMemoryUsagePercentage"),
+        ]:
+            self.assertIn(metric, metrics, f"no Terraform alarm on {metric} (alerts/ does not cover it)")
+
+    def test_terraform_alarm_names_stay_out_of_the_agent_prefix(self):
+        # `agent provision apply --prune` deletes "<project>-<env>-agent-*" names no file defines.
+        self.assertEqual(locals_of(mod("observability")).get("prefix"), "${var.name}-")
+        for path, _, name, body in resources("aws_cloudwatch_metric_alarm"):
+            alarm_name = str(body.get("alarm_name"))
+            where = f"{_rel(path)}: aws_cloudwatch_metric_alarm.{name}"
+            self.assertTrue(alarm_name.startswith("${local.prefix}"), f"{where}: {alarm_name} lacks the environment prefix")
+            self.assertFalse(
+                alarm_name[len("${local.prefix}"):].startswith("agent-"),
+                f"{where}: {alarm_name} is under the prefix `agent provision --prune` owns",
+            )
+
+
+class ProvisionNames(unittest.TestCase):
+    """provision/<env>.json repeats Terraform's names; above all PagerTopicArn, which every alarm
+    in alerts/ notifies. A rename on either side must fail here."""
+
+    def test_provision_files_match_terraform_names(self):
+        service, obs, database, cache = mod("service"), mod("observability"), mod("database"), mod("cache")
+        terraform = {
+            "Cluster": the("aws_ecs_cluster", "this", service)["name"],
+            "Service": the("aws_ecs_service", "this", service)["name"],
+            "LoadBalancer": the("aws_lb", "this", service)["name"],
+            "LogGroup": the("aws_cloudwatch_log_group", "api", obs)["name"],
+            "AgentLogGroup": the("aws_cloudwatch_log_group", "agent", obs)["name"],
+            "PagerTopicArn": "arn:aws:sns:${Region}:${AccountId}:" + the("aws_sns_topic", "pager", obs)["name"],
+            "DbInstance": resolve(the("aws_db_instance", "this", database)["identifier"], database),
+            "CacheReplicationGroup": resolve(
+                the("aws_elasticache_replication_group", "this", cache)["replication_group_id"], cache
+            ),
+        }
+        for env in ENVS:
+            root = env_dir(env)
+            self.assertEqual(resolve("${local.name}", root), "${var.project}-${local.environment}", f"envs/{env}")
+            calls = {}
+            for path, block in blocks("module"):
+                if path.parent == root:
+                    calls.update(block)
+            for module in ("service", "observability", "database", "cache"):
+                self.assertEqual(calls[module].get("name"), "${local.name}", f"envs/{env}: module.{module} name")
+            values = provision_vars(env)
+            self.assertEqual(values.get("Environment"), resolve("${local.environment}", root), f"provision/{env}.json")
+            self.assertEqual(values.get("Project"), variables(root)["project"].get("default"), f"provision/{env}.json")
+            name = f"{values['Project']}-{values['Environment']}"
+            for key, expr in terraform.items():
+                self.assertEqual(values.get(key), fill(tf_name(expr, name), values), f"provision/{env}.json: {key}")
+
+
+GITHUB_OIDC = "token.actions.githubusercontent.com"
+# What .github/workflows/deploy-environment.yml calls with AWS_DEPLOY_ROLE_ARN: scripts/deploy
+# (current, render-task-definition, run-migration, update-service, rollback --to), the smoke
+# test's `aws ecr get-login-password` + docker pull of the agent image, `aws sts
+# get-caller-identity` and `agent provision apply --prune`.
+DEPLOY_ACTIONS = {
+    "ecs:DescribeServices", "ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition", "ecs:TagResource",
+    "ecs:UpdateService", "ecs:RunTask", "ecs:DescribeTasks", "ecs:StopTask", "iam:PassRole", "logs:GetLogEvents",
+    "ecr:GetAuthorizationToken", "ecr:DescribeImages", "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+    "ecr:GetDownloadUrlForLayer", "sts:GetCallerIdentity", "cloudwatch:ListDashboards", "cloudwatch:GetDashboard",
+    "cloudwatch:PutDashboard", "cloudwatch:DeleteDashboards", "cloudwatch:DescribeAlarms",
+    "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms",
+}
+# What deploy.yml's images job calls with AWS_ECR_PUSH_ROLE_ARN.
+ECR_PUSH_ACTIONS = {
+    "sts:GetCallerIdentity", "ecr:GetAuthorizationToken", "ecr:DescribeImages", "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage",
+}
+# Actions without resource-level permissions: the only ones allowed on Resource "*".
+UNSCOPED_ACTIONS = {
+    "ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition", "ecr:GetAuthorizationToken",
+    "cloudwatch:ListDashboards", "sts:GetCallerIdentity",
+}
+
+
+class GitHubDeployRoles(unittest.TestCase):
+    """bootstrap/github.tf: the OIDC provider and the roles of the deploy workflows."""
+
+    def setUp(self):
+        self.dir = TF_ROOT / "bootstrap"
+
+    def statements(self, name):
+        found = [body for _, n, body in data_sources("aws_iam_policy_document", self.dir) if n == name]
+        self.assertEqual(len(found), 1, f"bootstrap: data.aws_iam_policy_document.{name} expected once")
+        return found[0].get("statement", [])
+
+    def conditions(self, statement):
+        return {(c["test"], expand(c["variable"], self.dir)): c["values"] for c in statement.get("condition", [])}
+
+    def by_action(self, name):
+        out = {}
+        for st in self.statements(name):
+            for action in st.get("actions", []):
+                self.assertNotIn(action, out, f"{name}: {action} granted twice")
+                out[action] = (st.get("resources"), self.conditions(st))
+        return out
+
+    def test_oidc_provider(self):
+        found = list(resources("aws_iam_openid_connect_provider", self.dir))
+        self.assertEqual(len(found), 1, "bootstrap: one aws_iam_openid_connect_provider expected")
+        body = found[0][3]
+        self.assertEqual(expand(body["url"], self.dir), f"https://{GITHUB_OIDC}")
+        self.assertEqual(body["client_id_list"], ["sts.amazonaws.com"])
+
+    def test_roles_trust_only_this_repository(self):
+        expected = {
+            "github_deploy_assume": "repo:${var.github_repository}:environment:${each.key}",
+            "github_ecr_push_assume": "repo:${var.github_repository}:ref:refs/heads/${var.github_ecr_push_branch}",
+        }
+        for doc, sub in expected.items():
+            statements = self.statements(doc)
+            self.assertEqual(len(statements), 1, doc)
+            st = statements[0]
+            self.assertEqual(st.get("effect", "Allow"), "Allow", doc)
+            self.assertEqual(st.get("actions"), ["sts:AssumeRoleWithWebIdentity"], doc)
+            self.assertEqual(st.get("principals"), [{"type": "Federated", "identifiers": ["${local.github_oidc_provider_arn}"]}], doc)
+            self.assertEqual(
+                self.conditions(st),
+                {("StringEquals", f"{GITHUB_OIDC}:aud"): ["sts.amazonaws.com"], ("StringEquals", f"{GITHUB_OIDC}:sub"): [sub]},
+                f"{doc}: exactly aud = sts.amazonaws.com and sub = {sub}",
+            )
+        deploy = the("aws_iam_role", "github_deploy", self.dir)
+        self.assertEqual(deploy.get("for_each"), "${local.deploy_names}")
+        self.assertEqual(deploy.get("assume_role_policy"), "${data.aws_iam_policy_document.github_deploy_assume[each.key].json}")
+        push = the("aws_iam_role", "github_ecr_push", self.dir)
+        self.assertEqual(push.get("assume_role_policy"), "${data.aws_iam_policy_document.github_ecr_push_assume.json}")
+        repository = variables(self.dir)["github_repository"]
+        self.assertNotIn("default", repository, "github_repository must be given, never defaulted")
+        self.assertTrue(repository.get("validation"), "github_repository must be validated (owner/name, no wildcard)")
+        self.assertEqual(
+            locals_of(self.dir).get("deploy_names"),
+            '${{for env in var.github_deploy_environments : env => "${var.project}-${env}"}}',
+            "one deploy role per GitHub environment, for the env root <project>-<env>",
+        )
+
+    def test_policies_grant_exactly_what_the_workflows_call(self):
+        for doc, expected in (("github_deploy", DEPLOY_ACTIONS), ("github_ecr_push", ECR_PUSH_ACTIONS)):
+            granted = set()
+            for st in self.statements(doc):
+                self.assertEqual(st.get("effect", "Allow"), "Allow", doc)
+                self.assertFalse({"not_actions", "not_resources", "principals"} & set(st), f"{doc}: {st.get('sid')}")
+                for action in st["actions"]:
+                    self.assertNotIn("*", action, f"{doc}: wildcard action {action}")
+                    granted.add(action)
+                if "*" in st["resources"]:
+                    extra = set(st["actions"]) - UNSCOPED_ACTIONS
+                    self.assertFalse(extra, f"{doc}: {sorted(extra)} on Resource * (they support resource-level permissions)")
+            self.assertEqual(granted, expected, f"{doc}: missing {sorted(expected - granted)}, extra {sorted(granted - expected)}")
+        for policy in ("github_deploy", "github_ecr_push"):
+            attached = the("aws_iam_role_policy", policy, self.dir)
+            self.assertIn(f"aws_iam_policy_document.{policy}", attached["policy"])
+            self.assertIn(f"aws_iam_role.{policy}", attached["role"])
+
+    def test_deploy_role_is_scoped_to_its_environment(self):
+        service, obs, registry = mod("service"), mod("observability"), mod("registry")
+
+        def own(expr):  # a module's `${var.name}...` as the deploy role names it
+            return expr.replace("${var.name}", "${each.value}")
+
+        ra = "${var.region}:${local.account_id}"
+        cluster = own(the("aws_ecs_cluster", "this", service)["name"])
+        family = own(the("aws_ecs_task_definition", "this", service)["family"])
+        task_definitions = [f"arn:aws:ecs:{ra}:task-definition/{family}:*"]
+        tasks = [f"arn:aws:ecs:{ra}:task/{cluster}/*"]
+        service_arn = [f"arn:aws:ecs:{ra}:service/{cluster}/" + own(the("aws_ecs_service", "this", service)["name"])]
+        log_group = f"arn:aws:logs:{ra}:log-group:" + own(the("aws_cloudwatch_log_group", "api", obs)["name"])
+        repo = own(the("aws_ecr_repository", "this", registry)["name"])
+        images = resolve("${var.repositories}", registry)
+        self.assertEqual(sorted(images), ["agent", "api"])
+        repos = {i: f"arn:aws:ecr:{ra}:repository/" + repo.replace("${each.key}", i) for i in images}
+        dashboards = ["arn:aws:cloudwatch::${local.account_id}:dashboard/${each.value}-agent-*"]
+        alarms = [f"arn:aws:cloudwatch:{ra}:alarm:${{each.value}}-agent-*"]
+        expected = {
+            "ecs:DescribeServices": service_arn,
+            "ecs:UpdateService": service_arn,
+            "ecs:RunTask": task_definitions,
+            "ecs:TagResource": task_definitions,
+            "ecs:DescribeTasks": tasks,
+            "ecs:StopTask": tasks,
+            "iam:PassRole": sorted(
+                "arn:aws:iam::${local.account_id}:role/" + own(the("aws_iam_role", r, service)["name"]) for r in ("execution", "task")
+            ),
+            "logs:GetLogEvents": [log_group, log_group + ":*"],
+            "ecr:DescribeImages": sorted(repos.values()),
+            "ecr:BatchCheckLayerAvailability": [repos["agent"]],
+            "ecr:BatchGetImage": [repos["agent"]],
+            "ecr:GetDownloadUrlForLayer": [repos["agent"]],
+            "cloudwatch:GetDashboard": dashboards,
+            "cloudwatch:PutDashboard": dashboards,
+            "cloudwatch:DeleteDashboards": dashboards,
+            "cloudwatch:DescribeAlarms": alarms,
+            "cloudwatch:PutMetricAlarm": alarms,
+            "cloudwatch:DeleteAlarms": alarms,
+        }
+        granted = self.by_action("github_deploy")
+        for action, arns in expected.items():
+            self.assertEqual(sorted(granted[action][0]), sorted(arns), f"github_deploy: {action}")
+        topic = f"arn:aws:sns:{ra}:" + own(the("aws_sns_topic", "pager", obs)["name"])
+        for action, condition in {
+            "ecs:RunTask": {("ArnEquals", "ecs:cluster"): [f"arn:aws:ecs:{ra}:cluster/{cluster}"]},
+            "ecs:TagResource": {("StringEquals", "ecs:CreateAction"): ["RegisterTaskDefinition"]},
+            "iam:PassRole": {("StringEquals", "iam:PassedToService"): ["ecs-tasks.amazonaws.com"]},
+            "cloudwatch:PutMetricAlarm": {("ForAllValues:StringEquals", "cloudwatch:AlarmActions"): [topic]},
+        }.items():
+            self.assertEqual(granted[action][1], condition, f"github_deploy: {action} condition")
+
+    def test_ecr_push_role_reaches_the_deploy_environments_repositories_only(self):
+        granted = self.by_action("github_ecr_push")
+        push = {a for a in ECR_PUSH_ACTIONS if a not in UNSCOPED_ACTIONS}
+        for action in push:
+            self.assertEqual(granted[action][0], "${local.ecr_repository_arns}", f"github_ecr_push: {action}")
+        arns = locals_of(self.dir).get("ecr_repository_arns", "")
+        self.assertIn("for name in values(local.deploy_names)", arns)
+        self.assertIn('for image in ["api", "agent"]', arns)
+        self.assertIn('"arn:aws:ecr:${var.region}:${local.account_id}:repository/${name}/${image}"', arns)
+        self.assertEqual(the("aws_ecr_repository", "this", mod("registry"))["name"], "${var.name}/${each.key}")
+
+    def test_role_arns_are_outputs(self):
+        outputs = {}
+        for path, block in blocks("output"):
+            if path.parent == self.dir:
+                outputs.update(block)
+        self.assertIn("aws_iam_role.github_deploy", str(outputs.get("github_deploy_role_arns", {}).get("value")))
+        self.assertIn("aws_iam_role.github_ecr_push.arn", str(outputs.get("github_ecr_push_role_arn", {}).get("value")))
 
 
 class Documentation(unittest.TestCase):

@@ -92,19 +92,18 @@ module "secrets" {
   tags                    = local.tags
 }
 
+# Dashboards (dashboards/*.json) and the alarms in alerts/*.json are not here:
+# the deploy workflow creates them with `agent provision apply` (see README.md).
 module "observability" {
   source = "../../modules/observability"
 
   name                       = local.name
-  environment                = local.environment
   kms_key_arn                = module.kms.key_arn
   pager_subscriptions        = var.pager_subscriptions
-  dashboards_dir             = "${path.root}/../../../dashboards"
   cluster_name               = module.service.cluster_name
   service_name               = module.service.service_name
   alb_arn_suffix             = module.service.alb_arn_suffix
   target_group_arn_suffix    = module.service.target_group_arn_suffix
-  db_instance_identifier     = module.database.instance_identifier
   cache_replication_group_id = module.cache.replication_group_id
   min_running_tasks          = local.settings.min_tasks
   tags                       = local.tags

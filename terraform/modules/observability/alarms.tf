@@ -1,6 +1,18 @@
-# Baseline alarms on AWS-provided metrics; they page through the SNS topic.
-# Application-level alarms (on the sidecar's metrics namespace) are managed by
-# the sidecar itself under the same name prefix.
+# Baseline alarms on AWS-provided metrics that alerts/*.json does not cover;
+# they page through the SNS topic. alerts/*.json (created by `agent provision`
+# in the deploy workflow as "<project>-<environment>-agent-<name>") holds the
+# alarms on the sidecar's metrics (API down, 5xx rate, p99 latency, sidecar
+# heartbeat and drops) and the RDS ones (CPU, free storage), so none of those
+# is defined here: one signal, one page. test_invariants.py fails if an alarm
+# here watches a metric that an alarm in alerts/ also watches.
+#
+# What stays here, and why:
+#   api-running-tasks-low  ECS/ContainerInsights RunningTaskCount (no data breaching)
+#   api-unhealthy-targets  ALB UnHealthyHostCount: the ALB's own /health view
+#   api-5xx                ALB HTTPCode_Target_5XX_Count: fires even when the sidecar,
+#                          whose metrics alerts/api-5xx-rate.json uses, is down
+#   api-latency-p99        ALB TargetResponseTime, likewise independent of the sidecar
+#   cache-memory-high      ElastiCache DatabaseMemoryUsagePercentage
 
 locals {
   alarm_actions = [aws_sns_topic.pager.arn]
@@ -78,40 +90,6 @@ resource "aws_cloudwatch_metric_alarm" "latency_p99" {
   threshold           = var.api_p99_latency_seconds
   comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-  tags                = var.tags
-}
-
-resource "aws_cloudwatch_metric_alarm" "db_cpu" {
-  alarm_name          = "${local.prefix}db-cpu-high"
-  alarm_description   = "RDS CPU above 80% for 15 minutes."
-  namespace           = "AWS/RDS"
-  metric_name         = "CPUUtilization"
-  dimensions          = { DBInstanceIdentifier = var.db_instance_identifier }
-  statistic           = "Average"
-  period              = 300
-  evaluation_periods  = 3
-  threshold           = 80
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "missing"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-  tags                = var.tags
-}
-
-resource "aws_cloudwatch_metric_alarm" "db_free_storage" {
-  alarm_name          = "${local.prefix}db-free-storage-low"
-  alarm_description   = "RDS free storage below ${var.db_free_storage_alarm_gb} GiB (storage autoscaling may be at its ceiling)."
-  namespace           = "AWS/RDS"
-  metric_name         = "FreeStorageSpace"
-  dimensions          = { DBInstanceIdentifier = var.db_instance_identifier }
-  statistic           = "Minimum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = var.db_free_storage_alarm_gb * 1024 * 1024 * 1024
-  comparison_operator = "LessThanThreshold"
-  treat_missing_data  = "missing"
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
   tags                = var.tags

@@ -1,11 +1,10 @@
-# Log groups of the task, the pager topic, dashboards from dashboards/*.json and
-# the baseline infrastructure alarms. Dashboard and alarm names all start with
-# "<project>-<environment>-", the prefix the sidecar is allowed to manage.
-
-data "aws_region" "current" {}
+# Log groups of the task, the pager topic and the baseline infrastructure alarms
+# (alarms.tf). Alarm names start with "<project>-<environment>-", never with
+# "<project>-<environment>-agent-": that prefix belongs to `agent provision`,
+# which creates the dashboards (dashboards/*.json) and the alarms in alerts/*.json
+# from the deploy workflow and deletes any name under it that no file defines.
 
 locals {
-  region = data.aws_region.current.name
   prefix = "${var.name}-"
 }
 
@@ -31,6 +30,9 @@ resource "aws_cloudwatch_log_group" "agent" {
 
 # ---------------------------------------------------------------- pager ----
 
+# alerts/*.json reach this topic through provision/<env>.json:
+#   PagerTopicArn = arn:aws:sns:<region>:<account>:<project>-<environment>-pager
+# Renaming it silently leaves those alarms without an action.
 resource "aws_sns_topic" "pager" {
   name              = "${var.name}-pager"
   kms_master_key_id = var.kms_key_arn
@@ -46,42 +48,4 @@ resource "aws_sns_topic_subscription" "pager" {
   protocol               = each.value.protocol
   endpoint               = each.value.endpoint
   endpoint_auto_confirms = each.value.protocol == "https" ? each.value.endpoint_auto_confirms : false
-}
-
-# ----------------------------------------------------------- dashboards ----
-
-locals {
-  # fileset() of a missing or empty directory is an empty set: zero dashboards.
-  dashboard_files = fileset(var.dashboards_dir, "*.json")
-
-  # replace() rather than templatefile(): dashboard JSON may contain other
-  # ${...} sequences (CloudWatch label placeholders such as ${PROP('Dim.X')} or
-  # ${LAST}) that templatefile would reject; only these six are substituted.
-  placeholders = {
-    "$${Environment}"   = var.environment
-    "$${Region}"        = local.region
-    "$${Cluster}"       = var.cluster_name
-    "$${Service}"       = var.service_name
-    "$${LogGroup}"      = aws_cloudwatch_log_group.api.name
-    "$${PagerTopicArn}" = aws_sns_topic.pager.arn
-  }
-
-  dashboards = {
-    for f in local.dashboard_files :
-    "${local.prefix}${replace(trimsuffix(f, ".json"), "/[^A-Za-z0-9_-]/", "-")}" => replace(replace(replace(replace(replace(replace(
-      file("${var.dashboards_dir}/${f}"),
-      "$${Environment}", local.placeholders["$${Environment}"]),
-      "$${Region}", local.placeholders["$${Region}"]),
-      "$${Cluster}", local.placeholders["$${Cluster}"]),
-      "$${Service}", local.placeholders["$${Service}"]),
-      "$${LogGroup}", local.placeholders["$${LogGroup}"]),
-    "$${PagerTopicArn}", local.placeholders["$${PagerTopicArn}"])
-  }
-}
-
-resource "aws_cloudwatch_dashboard" "this" {
-  for_each = local.dashboards
-
-  dashboard_name = each.key
-  dashboard_body = each.value
 }

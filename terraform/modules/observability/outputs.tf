@@ -23,12 +23,7 @@ output "pager_topic_arn" {
   value       = aws_sns_topic.pager.arn
 }
 
-output "dashboard_names" {
-  description = "Names of the dashboards created from the dashboards directory."
-  value       = keys(aws_cloudwatch_dashboard.this)
-}
-
 output "name_prefix" {
-  description = "Prefix of every dashboard and alarm of this environment."
+  description = "Prefix of the alarms Terraform creates in this environment (\"<project>-<environment>-\")."
   value       = local.prefix
 }

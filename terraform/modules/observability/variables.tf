@@ -1,10 +1,5 @@
 variable "name" {
-  description = "Name prefix (\"<project>-<environment>\"); dashboards and alarms are named \"<name>-...\"."
-  type        = string
-}
-
-variable "environment" {
-  description = "Environment name (dev, staging, prod), substituted for the Environment placeholder in dashboards."
+  description = "Name prefix (\"<project>-<environment>\"); the alarms are named \"<name>-...\" and the pager topic \"<name>-pager\"."
   type        = string
 }
 
@@ -39,18 +34,13 @@ variable "pager_subscriptions" {
   }
 }
 
-variable "dashboards_dir" {
-  description = "Directory holding the dashboard bodies (*.json); it may be empty or absent."
-  type        = string
-}
-
 variable "cluster_name" {
-  description = "ECS cluster name (dashboard placeholder Cluster, alarm dimensions)."
+  description = "ECS cluster name (alarm dimension ClusterName)."
   type        = string
 }
 
 variable "service_name" {
-  description = "ECS service name (dashboard placeholder Service, alarm dimensions)."
+  description = "ECS service name (alarm dimension ServiceName)."
   type        = string
 }
 
@@ -61,11 +51,6 @@ variable "alb_arn_suffix" {
 
 variable "target_group_arn_suffix" {
   description = "ARN suffix of the API target group (CloudWatch dimension TargetGroup)."
-  type        = string
-}
-
-variable "db_instance_identifier" {
-  description = "RDS instance identifier (CloudWatch dimension DBInstanceIdentifier)."
   type        = string
 }
 
@@ -88,12 +73,6 @@ variable "api_5xx_threshold" {
 
 variable "api_p99_latency_seconds" {
   description = "p99 target response time (seconds) above which the latency alarm fires."
-  type        = number
-  default     = 2
-}
-
-variable "db_free_storage_alarm_gb" {
-  description = "Free RDS storage (GiB) below which the storage alarm fires."
   type        = number
   default     = 2
 }

@@ -110,9 +110,14 @@ locals {
       startPeriod = 10
     }
 
+    # APP_ENV: the agent's config (agent/agent.example.toml, baked into the image)
+    # sets the Environment dimension of its metrics to ${APP_ENV:-dev}; without it
+    # every environment would publish as "dev" and the alarms in alerts/ (which
+    # filter on Environment) would watch the wrong series.
     environment = [
       { name = "AGENT_LOG_GROUP", value = var.api_log_group_name },
       { name = "AGENT_METRICS_NAMESPACE", value = var.metrics_namespace },
+      { name = "APP_ENV", value = var.environment },
       { name = "AWS_REGION", value = local.region },
     ]
 

@@ -4,7 +4,7 @@ variable "name" {
 }
 
 variable "environment" {
-  description = "Environment name, passed to the API as APP_ENV."
+  description = "Environment name, passed to both containers as APP_ENV (the sidecar's Environment metric dimension)."
   type        = string
 
   validation {

@@ -24,6 +24,7 @@ fn unit_name(unit: Unit) -> &'static str {
         Unit::Count => "Count",
         Unit::Milliseconds => "Milliseconds",
         Unit::None => "None",
+        Unit::Bytes => "Bytes",
     }
 }
 

@@ -1,12 +1,14 @@
-//! The request-metrics publisher: every period it takes the aggregates and probe results,
-//! builds datums (`request_builder`), and sends them with PutMetricData (aws-sdk-cloudwatch
-//! pinned to 1.99, whose JSON protocol the emulator speaks), retrying with the shared
-//! policy for a bounded number of attempts: metrics are periodic, a later period supersedes.
+//! The metrics publisher: every period it takes the request aggregates, the probe results
+//! and the sidecar's own counters, builds datums (`request_builder`, `self_metrics`), and
+//! sends them with PutMetricData (aws-sdk-cloudwatch pinned to 1.99, whose JSON protocol the
+//! emulator speaks) or as EMF, retrying with the shared policy for a bounded number of
+//! attempts: metrics are periodic, a later period supersedes.
 
 pub mod emf;
 pub mod request_builder;
+pub mod self_metrics;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::Client;
@@ -16,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use self::request_builder::{Datum, Period, Shape, Unit, build, calls};
 use crate::config::MetricsConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Snapshot};
+use crate::pipeline::budget::MemoryBudget;
 use crate::pipeline::now_ms;
 use crate::request_metrics::Recorder;
 use crate::sinks::retry::{Backoff, Failure, classify};
@@ -63,6 +66,10 @@ pub struct MetricsPublisher {
     recorder: Recorder,
     uptime: UptimeState,
     metrics: Arc<Metrics>,
+    /// The memory budget, for `BufferedBytes`; absent until [`Self::with_budget`].
+    budget: Option<MemoryBudget>,
+    /// The counters as last published: each period sends the difference.
+    previous: Mutex<Snapshot>,
 }
 
 impl MetricsPublisher {
@@ -85,8 +92,16 @@ impl MetricsPublisher {
             period: Duration::from_secs(config.period_secs),
             recorder,
             uptime,
+            previous: Mutex::new(metrics.snapshot()),
             metrics,
+            budget: None,
         }
+    }
+
+    /// Also publishes the budget in use as `BufferedBytes` (the queue depth).
+    pub fn with_budget(mut self, budget: MemoryBudget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// Publishes at the end of every period until `shutdown`, then once more (the partial
@@ -117,7 +132,24 @@ impl MetricsPublisher {
             probes: self.uptime.take_period(),
             heartbeat: true,
         };
-        let datums = build(&period, &self.shape, now_ms());
+        let timestamp_ms = now_ms();
+        let mut datums = build(&period, &self.shape, timestamp_ms);
+        let current = self.metrics.snapshot();
+        let previous = std::mem::replace(
+            &mut *self.previous.lock().unwrap_or_else(PoisonError::into_inner),
+            current.clone(),
+        );
+        let gauges = self_metrics::Gauges {
+            buffered_bytes: self.budget.as_ref().map(|b| b.in_use() as u64),
+            resident_bytes: crate::metrics::resident_memory_bytes(),
+        };
+        datums.extend(self_metrics::build(
+            &previous,
+            &current,
+            gauges,
+            &self.shape,
+            timestamp_ms,
+        ));
         match &self.output {
             Output::PutMetricData(client) => {
                 for call in calls(datums) {
@@ -242,6 +274,7 @@ fn to_sdk(datum: &Datum) -> MetricDatum {
         Unit::Count => StandardUnit::Count,
         Unit::Milliseconds => StandardUnit::Milliseconds,
         Unit::None => StandardUnit::None,
+        Unit::Bytes => StandardUnit::Bytes,
     };
     MetricDatum::builder()
         .metric_name(datum.name)

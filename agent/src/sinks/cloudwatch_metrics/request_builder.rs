@@ -13,14 +13,16 @@ pub const MAX_DATUMS_PER_CALL: usize = 1_000;
 /// Distinct values per datum (`Values`/`Counts`).
 pub const MAX_VALUES_PER_DATUM: usize = 150;
 
-/// Metric names, one table for the emitters (and for the dashboards and alarms that chart
-/// them).
+/// Metric names, one table for the emitters and for `agent provision validate`, which
+/// rejects a dashboard or alarm charting a name of the sidecar's namespace that is not here.
 pub mod names {
-    /// Requests per period (Count).
+    /// Requests per period (Count), per kept dimension set and rolled up to the static
+    /// dimensions alone (what alarms use: they cannot search).
     pub const REQUEST_COUNT: &str = "RequestCount";
-    /// Requests answered 5xx per period (Count).
+    /// Requests answered 5xx per period (Count), like `RequestCount`.
     pub const ERROR_COUNT: &str = "ErrorCount";
-    /// Request latency distribution (Milliseconds, published as Values/Counts).
+    /// Request latency distribution (Milliseconds, published as Values/Counts), like
+    /// `RequestCount`.
     pub const LATENCY: &str = "Latency";
     /// 1 when a health probe answered 2xx in time, else 0 (None), per Endpoint.
     pub const HEALTH_CHECK: &str = "HealthCheck";
@@ -28,15 +30,50 @@ pub mod names {
     pub const PROBE_LATENCY: &str = "ProbeLatency";
     /// 1 per period while the sidecar runs (Count).
     pub const HEARTBEAT: &str = "Heartbeat";
+    /// Log events accepted from every input during the period (Count).
+    pub const EVENTS_IN: &str = "EventsIn";
+    /// Log events CloudWatch Logs stored during the period (Count).
+    pub const EVENTS_OUT: &str = "EventsOut";
+    /// Log events that will never be delivered (Count): the total every period, and per
+    /// `Reason` when non-zero.
+    pub const EVENTS_DROPPED: &str = "EventsDropped";
+    /// Calls retried (Count): the total every period, and per `Reason` when non-zero.
+    pub const RETRIES: &str = "Retries";
+    /// Bytes of accepted, undelivered events at the end of the period: the queue depth
+    /// (Bytes).
+    pub const BUFFERED_BYTES: &str = "BufferedBytes";
+    /// Resident set size of the sidecar process (Bytes).
+    pub const RESIDENT_MEMORY: &str = "ResidentMemory";
+    /// Error events on their way to Sentry (Count): the total every period, and per
+    /// `Outcome` (sent, rate_limited, ...) when non-zero.
+    pub const SENTRY_EVENTS: &str = "SentryEvents";
     /// Every metric the sidecar publishes.
-    pub const ALL: [&str; 6] = [
+    pub const ALL: [&str; 13] = [
         REQUEST_COUNT,
         ERROR_COUNT,
         LATENCY,
         HEALTH_CHECK,
         PROBE_LATENCY,
         HEARTBEAT,
+        EVENTS_IN,
+        EVENTS_OUT,
+        EVENTS_DROPPED,
+        RETRIES,
+        BUFFERED_BYTES,
+        RESIDENT_MEMORY,
+        SENTRY_EVENTS,
     ];
+
+    /// Dimension names the sidecar adds to its metrics (besides the configured static and
+    /// per-request ones).
+    pub mod dimensions {
+        /// The probed health route (`HealthCheck`, `ProbeLatency`).
+        pub const ENDPOINT: &str = "Endpoint";
+        /// Why events were dropped or a call retried (`EventsDropped`, `Retries`).
+        pub const REASON: &str = "Reason";
+        /// What became of a Sentry event (`SentryEvents`).
+        pub const OUTCOME: &str = "Outcome";
+    }
 }
 
 /// CloudWatch units used here.
@@ -48,6 +85,8 @@ pub enum Unit {
     Milliseconds,
     /// None
     None,
+    /// Bytes
+    Bytes,
 }
 
 /// One datum, independent of the SDK (the service converts it).
@@ -113,6 +152,17 @@ pub fn build(period: &Period, shape: &Shape, timestamp_ms: i64) -> Vec<Datum> {
         merged.errors += series.errors;
         merged.latency.merge(&series.latency);
     }
+    // The service-wide series (static dimensions only), unless the kept dimensions are
+    // already just those: alarms need one series and cannot SEARCH over routes.
+    if !grouped.is_empty() && !grouped.contains_key(&statics) {
+        let mut total = Series::default();
+        for series in grouped.values() {
+            total.count += series.count;
+            total.errors += series.errors;
+            total.latency.merge(&series.latency);
+        }
+        grouped.insert(statics.clone(), total);
+    }
     let datum = |name, unit, dimensions: Vec<(String, String)>, values: Vec<(f64, f64)>| Datum {
         name,
         unit,
@@ -146,7 +196,7 @@ pub fn build(period: &Period, shape: &Shape, timestamp_ms: i64) -> Vec<Datum> {
     }
     for (endpoint, results) in &period.probes {
         let mut dims = statics.clone();
-        dims.push(("Endpoint".into(), endpoint.clone()));
+        dims.push((names::dimensions::ENDPOINT.into(), endpoint.clone()));
         let healthy = results.iter().filter(|r| r.healthy).count() as f64;
         let failed = results.len() as f64 - healthy;
         let values: Vec<(f64, f64)> = [(1.0, healthy), (0.0, failed)]
@@ -232,25 +282,35 @@ mod tests {
         }
     }
 
+    fn has_route(datum: &Datum) -> bool {
+        datum.dimensions.iter().any(|(k, _)| k == "Route")
+    }
+
     #[test]
     fn counts_latencies_and_heartbeat_within_limits() {
         let datums = build(&period(), &shape(&["Route"]), 1_000);
-        let count: f64 = datums
-            .iter()
-            .filter(|d| d.name == names::REQUEST_COUNT)
-            .map(|d| d.values[0].0)
-            .sum();
-        let errors: f64 = datums
-            .iter()
-            .filter(|d| d.name == names::ERROR_COUNT)
-            .map(|d| d.values[0].0)
-            .sum();
-        let latency_count: f64 = datums
-            .iter()
-            .filter(|d| d.name == names::LATENCY)
-            .flat_map(|d| d.values.iter().map(|(_, n)| n))
-            .sum();
-        assert_eq!((count, errors, latency_count), (1000.0, 100.0, 1000.0));
+        for per_route in [true, false] {
+            let count: f64 = datums
+                .iter()
+                .filter(|d| d.name == names::REQUEST_COUNT && has_route(d) == per_route)
+                .map(|d| d.values[0].0)
+                .sum();
+            let errors: f64 = datums
+                .iter()
+                .filter(|d| d.name == names::ERROR_COUNT && has_route(d) == per_route)
+                .map(|d| d.values[0].0)
+                .sum();
+            let latency_count: f64 = datums
+                .iter()
+                .filter(|d| d.name == names::LATENCY && has_route(d) == per_route)
+                .flat_map(|d| d.values.iter().map(|(_, n)| n))
+                .sum();
+            assert_eq!(
+                (count, errors, latency_count),
+                (1000.0, 100.0, 1000.0),
+                "per route: {per_route}"
+            );
+        }
         for datum in &datums {
             assert!(datum.values.len() <= MAX_VALUES_PER_DATUM);
             assert!(
@@ -282,15 +342,37 @@ mod tests {
                 .iter()
                 .filter(|d| d.name == names::REQUEST_COUNT)
                 .count(),
-            3,
-            "/a 2xx, /a 5xx (every tenth request is even) and /b 2xx"
+            4,
+            "/a 2xx, /a 5xx (every tenth request is even), /b 2xx and the service-wide series"
         );
+        let rollup: Vec<_> = by_route
+            .iter()
+            .filter(|d| d.name == names::REQUEST_COUNT && !has_route(d))
+            .collect();
+        assert_eq!(rollup.len(), 1);
+        assert_eq!(rollup[0].dimensions, [("Service".into(), "api".into())]);
+        assert_eq!(rollup[0].values, [(1000.0, 1.0)]);
         let counts: Vec<_> = merged
             .iter()
             .filter(|d| d.name == names::REQUEST_COUNT)
             .map(|d| d.values[0].0)
             .collect();
-        assert_eq!(counts, [1000.0]);
+        assert_eq!(
+            counts,
+            [1000.0],
+            "no second series when nothing was dropped"
+        );
+    }
+
+    #[test]
+    fn no_requests_no_request_datums() {
+        let period = Period {
+            heartbeat: true,
+            ..Period::default()
+        };
+        let datums = build(&period, &shape(&["Route"]), 0);
+        let emitted: Vec<_> = datums.iter().map(|d| d.name).collect();
+        assert_eq!(emitted, [names::HEARTBEAT]);
     }
 
     #[test]

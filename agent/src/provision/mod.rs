@@ -1,0 +1,434 @@
+//! Dashboards and alarms as code: `agent provision validate | plan | apply`.
+//!
+//! The definitions are JSON files (`dashboards/*.json`: dashboard bodies; `alerts/*.json`:
+//! PutMetricAlarm inputs, one object or a list per file) with `${Name}` placeholders filled
+//! per environment from a vars file (`vars`). Loading parses, fills and validates everything
+//! offline and reports every problem at once (`validate`); `plan` compares the result with
+//! what CloudWatch holds; `apply` makes the calls, serially and paced (`api`).
+//!
+//! Ownership: every resource gets the name `<Project>-<Environment>-agent-<name>` and only
+//! names under that prefix are ever listed, updated or deleted. Terraform names its alarms
+//! `<project>-<env>-<api|db|cache>-...`, never `...-agent-...` (a test reads terraform/ to
+//! keep it so), so `--prune` cannot reach them.
+
+mod alarm;
+mod api;
+mod apply;
+mod plan;
+mod validate;
+mod vars;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+pub use self::alarm::AlarmSpec;
+pub use self::api::{Api, ProvisionError};
+pub use self::apply::{Applied, apply};
+pub use self::plan::{Action, Change, Current, Kind, Plan, fetch, plan};
+pub use self::vars::Vars;
+
+/// The segment after `<Project>-<Environment>-` that marks what `agent provision` owns.
+pub const MARKER: &str = "agent";
+
+/// sysexits.h EX_USAGE: the definitions, vars or flags are wrong.
+pub const EX_USAGE: u8 = 64;
+/// `plan --detailed-exitcode`: the plan has changes.
+pub const EX_CHANGES: u8 = 2;
+
+/// `agent provision ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Check the definitions offline (no AWS call): JSON syntax, dashboard and alarm rules,
+    /// placeholders, metric names; every problem at once, exit 64 if any.
+    Validate {
+        #[command(flatten)]
+        inputs: Inputs,
+    },
+    /// Compare the definitions with CloudWatch and print what apply would do.
+    Plan {
+        #[command(flatten)]
+        inputs: Inputs,
+        #[command(flatten)]
+        target: Target,
+        /// Also plan deleting managed resources that no file defines any more.
+        #[arg(long)]
+        prune: bool,
+        /// Exit 2 when the plan has changes (0: none, 1: failure, 64: invalid).
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Plan, then create, update (and with --prune delete) serially, backing off when
+    /// throttled.
+    Apply {
+        #[command(flatten)]
+        inputs: Inputs,
+        #[command(flatten)]
+        target: Target,
+        /// Delete managed resources that no file defines any more.
+        #[arg(long)]
+        prune: bool,
+    },
+}
+
+/// Where the definitions and their variables come from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Inputs {
+    /// Directory of dashboard bodies (*.json; the file name is the dashboard's name).
+    #[arg(long, default_value = "dashboards")]
+    pub dashboards: PathBuf,
+    /// Directory of alarm definitions (*.json: one alarm object or a list of them).
+    #[arg(long, default_value = "alerts")]
+    pub alerts: PathBuf,
+    /// Environment: reads provision/ENV.json (unless --vars) and sets Environment=ENV.
+    #[arg(long, value_name = "ENV", required_unless_present = "vars")]
+    pub env: Option<String>,
+    /// The vars file (a JSON object of strings).
+    #[arg(long, value_name = "FILE")]
+    pub vars: Option<PathBuf>,
+    /// A variable, overriding the vars file (repeatable).
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+/// Which CloudWatch to talk to.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Target {
+    /// AWS Region (default: the Region variable, else the environment).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Endpoint override (default: AWS_ENDPOINT_URL, else the Region's).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+}
+
+/// Where in which file a problem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// The file as a whole.
+    File,
+    /// A JSON syntax error (1-based line and column).
+    LineColumn(usize, usize),
+    /// A JSON path such as `$.widgets[2].properties.region`.
+    Path(String),
+}
+
+/// One reason the definitions cannot be provisioned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file, as given on the command line (or `--var` for a flag).
+    pub file: String,
+    /// Where in it.
+    pub location: Location,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Location::File => write!(f, "{}: {}", self.file, self.message),
+            Location::LineColumn(line, column) => {
+                write!(f, "{}:{line}:{column}: {}", self.file, self.message)
+            }
+            Location::Path(path) => write!(f, "{}: {path}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// A dashboard as it will be put.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DashboardDef {
+    /// Full name: prefix + file stem.
+    pub name: String,
+    /// The defining file.
+    pub file: String,
+    /// The body, placeholders filled.
+    pub body: Value,
+}
+
+/// An alarm as it will be put.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmDef {
+    /// The defining file.
+    pub file: String,
+    /// The PutMetricAlarm input, placeholders filled, `AlarmName` prefixed.
+    pub spec: AlarmSpec,
+}
+
+/// Everything one environment defines.
+#[derive(Debug, Clone)]
+pub struct Definitions {
+    /// `<Project>-<Environment>-agent-`: every managed name starts with it.
+    pub prefix: String,
+    /// The `Region` variable, if set.
+    pub region: Option<String>,
+    /// Dashboards, by file name order.
+    pub dashboards: Vec<DashboardDef>,
+    /// Alarms, by file name order.
+    pub alarms: Vec<AlarmDef>,
+}
+
+/// Reads, fills and validates every definition; all problems at once.
+pub fn load(inputs: &Inputs) -> Result<Definitions, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let vars_file = inputs.vars.clone().or_else(|| {
+        inputs
+            .env
+            .as_ref()
+            .map(|env| Path::new("provision").join(format!("{env}.json")))
+    });
+    let vars = Vars::load(
+        vars_file.as_deref(),
+        inputs.env.as_deref(),
+        &inputs.overrides,
+        &mut problems,
+    );
+    let prefix = vars.prefix(&mut problems);
+    let namespace = vars
+        .get("Namespace")
+        .unwrap_or(crate::config::MetricsConfig::default().namespace.as_str())
+        .to_owned();
+    let prefix_or_placeholder = prefix.clone().unwrap_or_default();
+
+    let mut dashboards = Vec::new();
+    for (file, text) in json_files(&inputs.dashboards, &mut problems) {
+        let Some(mut body) = parse(&file, &text, &mut problems) else {
+            continue;
+        };
+        vars.fill(&mut body, &file, &mut problems);
+        let mut check = validate::Checker::new(&file, &namespace, &mut problems);
+        validate::dashboard(&mut check, &body);
+        let stem = Path::new(&file)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let name = format!("{prefix_or_placeholder}{stem}");
+        validate::dashboard_name(&mut check, stem, &name);
+        dashboards.push(DashboardDef { name, file, body });
+    }
+
+    let mut alarms = Vec::new();
+    for (file, text) in json_files(&inputs.alerts, &mut problems) {
+        let Some(mut value) = parse(&file, &text, &mut problems) else {
+            continue;
+        };
+        vars.fill(&mut value, &file, &mut problems);
+        let items: Vec<(String, Value)> = match value {
+            Value::Array(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (format!("$[{i}]"), v))
+                .collect(),
+            other => vec![("$".to_owned(), other)],
+        };
+        for (path, item) in items {
+            let mut check = validate::Checker::new(&file, &namespace, &mut problems);
+            if !validate::alarm(&mut check, &path, &item, &prefix_or_placeholder) {
+                continue;
+            }
+            match serde_json::from_value::<AlarmSpec>(item) {
+                Ok(mut spec) => {
+                    spec.alarm_name = format!("{prefix_or_placeholder}{}", spec.alarm_name);
+                    alarms.push(AlarmDef {
+                        file: file.clone(),
+                        spec,
+                    });
+                }
+                Err(error) => problems.push(Problem {
+                    file: file.clone(),
+                    location: Location::Path(path),
+                    message: error.to_string(),
+                }),
+            }
+        }
+    }
+
+    duplicates(
+        dashboards.iter().map(|d| (&d.name, &d.file)),
+        "dashboard",
+        &mut problems,
+    );
+    duplicates(
+        alarms.iter().map(|a| (&a.spec.alarm_name, &a.file)),
+        "alarm",
+        &mut problems,
+    );
+    match prefix {
+        Some(prefix) if problems.is_empty() => Ok(Definitions {
+            prefix,
+            region: vars.get("Region").map(str::to_owned),
+            dashboards,
+            alarms,
+        }),
+        _ => Err(problems),
+    }
+}
+
+fn duplicates<'a>(
+    names: impl Iterator<Item = (&'a String, &'a String)>,
+    what: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let mut seen: std::collections::BTreeMap<&String, &String> = Default::default();
+    for (name, file) in names {
+        if let Some(first) = seen.insert(name, file) {
+            problems.push(Problem {
+                file: file.clone(),
+                location: Location::File,
+                message: format!("{what} {name} is also defined in {first}"),
+            });
+        }
+    }
+}
+
+/// The `*.json` files of `dir`, sorted, with their text.
+fn json_files(dir: &Path, problems: &mut Vec<Problem>) -> Vec<(String, String)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            problems.push(Problem {
+                file: dir.display().to_string(),
+                location: Location::File,
+                message: format!("cannot read the directory: {error}"),
+            });
+            return Vec::new();
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            let file = path.display().to_string();
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Some((file, text)),
+                Err(error) => {
+                    problems.push(Problem {
+                        file,
+                        location: Location::File,
+                        message: format!("cannot read: {error}"),
+                    });
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// Parses JSON, reporting a syntax error with its line and column.
+fn parse(file: &str, text: &str, problems: &mut Vec<Problem>) -> Option<Value> {
+    match serde_json::from_str(text) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            let message = error.to_string();
+            // serde_json appends " at line L column C"; the location goes in front instead.
+            let message = message
+                .rsplit_once(" at line ")
+                .map_or(message.as_str(), |(m, _)| m)
+                .to_owned();
+            problems.push(Problem {
+                file: file.to_owned(),
+                location: Location::LineColumn(error.line(), error.column()),
+                message: format!("invalid JSON: {message}"),
+            });
+            None
+        }
+    }
+}
+
+/// Runs a provision command, writing the report to `out` and problems to `err`; returns
+/// the exit code (0, 1 failure, 2 changes with `--detailed-exitcode`, 64 invalid).
+pub fn run(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let (inputs, target, prune, detailed, mode) = match command {
+        Command::Validate { inputs } => {
+            return match load(&inputs) {
+                Ok(definitions) => {
+                    let _ = writeln!(
+                        out,
+                        "ok: {} dashboards, {} alarms, all named {}*",
+                        definitions.dashboards.len(),
+                        definitions.alarms.len(),
+                        definitions.prefix
+                    );
+                    0
+                }
+                Err(problems) => report_problems(&problems, err),
+            };
+        }
+        Command::Plan {
+            inputs,
+            target,
+            prune,
+            detailed_exitcode,
+        } => (inputs, target, prune, detailed_exitcode, Mode::Plan),
+        Command::Apply {
+            inputs,
+            target,
+            prune,
+        } => (inputs, target, prune, false, Mode::Apply),
+    };
+    let definitions = match load(&inputs) {
+        Ok(definitions) => definitions,
+        Err(problems) => return report_problems(&problems, err),
+    };
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        let _ = writeln!(err, "agent provision: cannot start the runtime");
+        return 1;
+    };
+    runtime.block_on(async {
+        let region = target.region.as_deref().or(definitions.region.as_deref());
+        let mut api = Api::new(region, target.endpoint.as_deref()).await;
+        let current = match fetch(&mut api, &definitions).await {
+            Ok(current) => current,
+            Err(error) => {
+                let _ = writeln!(err, "agent provision: {error}");
+                return 1;
+            }
+        };
+        let plan = plan(&definitions, &current, prune);
+        let _ = write!(out, "{plan}");
+        match mode {
+            Mode::Plan => u8::from(detailed && plan.has_changes()) * EX_CHANGES,
+            Mode::Apply => match apply(&mut api, &definitions, &plan, out).await {
+                Ok(applied) => {
+                    let _ = writeln!(out, "{applied}");
+                    0
+                }
+                Err(error) => {
+                    let _ = writeln!(err, "agent provision: {error}");
+                    1
+                }
+            },
+        }
+    })
+}
+
+enum Mode {
+    Plan,
+    Apply,
+}
+
+fn report_problems(problems: &[Problem], err: &mut dyn Write) -> u8 {
+    for problem in problems {
+        let _ = writeln!(err, "{problem}");
+    }
+    let _ = writeln!(
+        err,
+        "agent provision: {} problem{}; nothing was sent",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    EX_USAGE
+}
