@@ -3,7 +3,7 @@
 //! The event is the contract with the sidecar, which turns it into request metrics:
 //! `method`, `route` (the template, e.g. `/api/users/{id}`, never the raw path), `status`,
 //! `latency_ms` (float), `request_id`, `bytes`; 5xx responses log at `error` with
-//! `error_kind`.
+//! `error_kind` (and are reported to Sentry when it is configured).
 
 use std::time::{Duration, Instant};
 
@@ -96,6 +96,10 @@ pub async fn layer(
             method, route, status, latency_ms, request_id, bytes, error_kind = kind,
             "request failed"
         );
+        // A panic was reported by the SDK's panic hook, with its stack trace.
+        if kind != "panic" {
+            crate::reporting::report_server_error(method, &route, status, &request_id, kind);
+        }
     } else {
         tracing::info!(target: "access", method, route, status, latency_ms, request_id, bytes, "request");
     }

@@ -238,7 +238,8 @@ impl Config {
             let dsn = dsn.expose();
             r.check(
                 "SENTRY_DSN",
-                (dsn.starts_with("https://") || dsn.starts_with("http://")) && dsn.contains('@'),
+                (dsn.starts_with("https://") || dsn.starts_with("http://"))
+                    && crate::reporting::is_valid_dsn(dsn),
                 "a Sentry DSN such as https://key@host/project",
             );
         }

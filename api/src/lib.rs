@@ -3,7 +3,9 @@
 //! `app(state)` is the whole HTTP surface: the routes ([`routes`]) wrapped in the common
 //! layers ([`with_layers`]): per-request access log and request id, time budget, panic
 //! catching and a body-size limit; with [`app_with_otel`], also an OpenTelemetry SERVER span
-//! and duration sample per request, exported to the sidecar over OTLP ([`otel`]).
+//! and duration sample per request, exported to the sidecar over OTLP ([`otel`]). When
+//! `SENTRY_DSN` is set, panics and 5xx responses go to Sentry with their route and request
+//! id ([`reporting`]).
 //! Everything it logs is one JSON object per line on stdout
 //! ([`telemetry`]), the input of the sidecar. Configuration comes from the environment and
 //! optionally Secrets Manager ([`config`], [`secrets`]); the schema is managed by
@@ -15,6 +17,7 @@ pub mod error;
 pub mod health;
 pub mod migrate;
 pub mod otel;
+pub mod reporting;
 pub mod secrets;
 pub mod server;
 pub mod state;
@@ -58,7 +61,8 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Wraps any router in the API's common layers (the outermost runs first): access log and
-/// request id, request time budget, panic → fixed 500, body-size limit.
+/// request id, request time budget, the request's Sentry scope (a pass-through without a
+/// Sentry client), panic → fixed 500, body-size limit.
 pub fn with_layers(router: Router, request_timeout: Duration) -> Router {
     with_layers_and_otel(router, request_timeout, None)
 }
@@ -75,6 +79,7 @@ pub fn with_layers_and_otel(
     let router = router
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(reporting::layer))
         .layer(axum::middleware::from_fn_with_state(
             access,
             access_log::layer,
@@ -88,7 +93,8 @@ pub fn with_layers_and_otel(
     }
 }
 
-/// The panic hook (see `main`) already logged the message and location.
+/// The panic hook (see `main`) already logged the message and location (and the Sentry
+/// SDK's hook reported it, when configured).
 fn panic_response(_payload: Box<dyn Any + Send + 'static>) -> Response {
     error::internal_error_response("panic")
 }

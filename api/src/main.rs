@@ -179,8 +179,25 @@ async fn serve(otel: Option<OtelHandles>) -> ExitCode {
             "exporting OpenTelemetry traces and metrics"
         );
     }
+    // After main's panic hook is installed, so both run (the SDK's first).
+    let sentry = config.sentry_dsn.as_ref().and_then(|dsn| {
+        match api::reporting::init(dsn, config.app_env) {
+            Ok(guard) => {
+                tracing::info!(
+                    release = api::reporting::RELEASE,
+                    "reporting errors to Sentry"
+                );
+                Some(guard)
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "Sentry reporting disabled");
+                None
+            }
+        }
+    });
     let app = api::app_with_otel(state, otel.as_ref());
-    match api::server::serve(listener, app, shutdown, api::server::SHUTDOWN_GRACE).await {
+    let code = match api::server::serve(listener, app, shutdown, api::server::SHUTDOWN_GRACE).await
+    {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
@@ -189,7 +206,13 @@ async fn serve(otel: Option<OtelHandles>) -> ExitCode {
             tracing::error!(error = %error, "server failed");
             ExitCode::FAILURE
         }
+    };
+    if let Some(guard) = sentry {
+        // Dropping the guard flushes (bounded by reporting::SHUTDOWN_TIMEOUT); it blocks, so
+        // not on a runtime worker.
+        let _ = tokio::task::spawn_blocking(move || drop(guard)).await;
     }
+    code
 }
 
 #[allow(clippy::print_stdout, reason = "status is the command's output")]

@@ -6,5 +6,6 @@ mod config;
 mod health;
 mod migrations;
 mod otel;
+mod sentry;
 mod shutdown;
 mod support;

@@ -1,35 +1,107 @@
 //! The Sentry sink: error events (level ≥ `min_level`) become Sentry events, with the
 //! request's breadcrumbs, fingerprinted and de-duplicated, sent as envelopes within Sentry's
 //! rate limits. Never blocks the log pipeline: a full queue drops its oldest event.
+//!
+//! Split as the other sinks: `config` (keys, validation, the DSN), `tap` (the pipeline's
+//! hot-path side: breadcrumbs, de-duplication, the bounded queue), `event` + `stack` (the
+//! pure request builder), `envelope` (framing), `transport` (HTTPS), `rate_limit`, and
+//! `sink` (the task that sends, retries and counts). Outcomes are counted in
+//! `agent_sentry_events_total{outcome}`.
 
-use serde::Deserialize;
+mod breadcrumbs;
+mod config;
+mod dedup;
+mod envelope;
+mod event;
+mod rate_limit;
+mod secret;
+mod sink;
+mod stack;
+mod tap;
+mod transport;
 
-use crate::pipeline::event::Event;
+#[cfg(test)]
+mod tests;
 
-/// `[sinks.sentry]`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct SentryConfig {
-    /// The DSN (`https://<key>@<host>/<project>`); usually `${SENTRY_DSN}`.
-    #[serde(default)]
-    pub dsn: Option<String>,
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use self::config::{Dsn, DsnError, Redacted, Scheme, SentryConfig};
+pub use self::event::{MAX_EVENT_BYTES, SDK_NAME};
+pub use self::rate_limit::DEFAULT_RETRY_AFTER;
+pub use self::secret::{SentryError, dsn_from_secret, fetch_dsn};
+pub use self::sink::SentrySink;
+pub use self::tap::SentryTap;
+pub use self::transport::TlsError;
+use crate::metrics::Metrics;
+use crate::pipeline::Processor;
+use crate::pipeline::ecs::SharedTaskInfo;
+
+/// Resolves the DSN (from `dsn`, or from Secrets Manager when `dsn_secret_id` is set, with
+/// the standard AWS configuration), sets up the HTTPS client, and returns the pipeline's
+/// tap and the sink task. `task_info` gives `server_name` (the task id) and the `cluster`
+/// and `service` tags once the ECS metadata is known. Errors never contain the DSN.
+pub async fn build(
+    config: &SentryConfig,
+    metrics: Arc<Metrics>,
+    task_info: SharedTaskInfo,
+) -> Result<(SentryTap, SentrySink), SentryError> {
+    let dsn = match (&config.dsn, &config.dsn_secret_id) {
+        (Some(dsn), _) => Dsn::parse(dsn.expose())?,
+        (None, Some(id)) => {
+            let sdk = crate::sinks::sdk_config(
+                config.secrets_manager_region.as_deref(),
+                config.secrets_manager_endpoint.as_deref(),
+            )
+            .await;
+            let client = aws_sdk_secretsmanager::Client::new(&sdk);
+            fetch_dsn(&client, id, &config.dsn_secret_key).await?
+        }
+        (None, None) => return Err(SentryError::InvalidDsn(DsnError::Scheme)),
+    };
+    build_with_dsn(config, &dsn, metrics, task_info)
 }
 
-impl SentryConfig {
-    /// Every problem, each prefixed with `path` (`sinks.sentry`).
-    pub fn validate(&self, path: &str) -> Vec<String> {
-        let _ = path;
-        Vec::new()
-    }
+/// [`build`] with the DSN already resolved.
+pub fn build_with_dsn(
+    config: &SentryConfig,
+    dsn: &Dsn,
+    metrics: Arc<Metrics>,
+    task_info: SharedTaskInfo,
+) -> Result<(SentryTap, SentrySink), SentryError> {
+    let transport =
+        transport::Transport::new(dsn, Duration::from_millis(config.request_timeout_ms))?;
+    let shared = Arc::new(tap::Shared::new(config.clone(), metrics));
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    Ok((
+        SentryTap::new(shared.clone()),
+        SentrySink::new(shared, transport, task_info, hostname),
+    ))
 }
 
-/// The pipeline's handle: cheap to clone, never blocks.
-#[derive(Debug, Clone)]
-pub struct SentryTap {}
-
-impl SentryTap {
-    /// Sees every processed event of a batch, in order, before the batch is queued for
-    /// CloudWatch Logs.
-    pub fn observe(&self, events: &[Event]) {
-        let _ = events;
+/// What `run` calls: with `[sinks.sentry]`, builds the sink and gives its tap to the
+/// pipeline's `processor`; without it, or when the DSN cannot be had (Secrets Manager down:
+/// logged as an error), the agent runs without Sentry rather than not at all.
+pub async fn attach(
+    config: Option<&SentryConfig>,
+    processor: Processor,
+    metrics: &Arc<Metrics>,
+    task_info: &SharedTaskInfo,
+) -> (Processor, Option<SentrySink>) {
+    let Some(config) = config else {
+        return (processor, None);
+    };
+    match build(config, metrics.clone(), task_info.clone()).await {
+        Ok((tap, sink)) => {
+            tracing::info!(url = %sink.url(), "error events go to Sentry");
+            let processor = processor.with_sentry(tap, config.request_id_field.clone());
+            (processor, Some(sink))
+        }
+        Err(error) => {
+            tracing::error!(error = %error, kind = error.kind(), "Sentry disabled");
+            (processor, None)
+        }
     }
 }
