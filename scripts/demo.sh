@@ -2,7 +2,8 @@
 # The main job: bring the local stack up from a fresh clone and show it working end to end.
 #
 #   services (PostgreSQL, Redis, the AWS emulator) → secret in Secrets Manager → migrations →
-#   the API (configured from the secret) → traffic, including a Redis outage → summary.
+#   the API (configured from the secret) → traffic, including a Redis outage → summary →
+#   dashboards and alarms (agent provision apply).
 #
 # Everything runs on free loopback ports and is stopped on exit. Nothing talks to real AWS.
 set -euo pipefail
@@ -180,5 +181,31 @@ for endpoint in ["/health", "/api/health/db", "/api/health/redis"]:
     dims = svc + [{"Name": "Endpoint", "Value": endpoint}]
     print(f"  HealthCheck {endpoint:<18} min {stat('HealthCheck', dims, 'Minimum')}  samples {stat('HealthCheck', dims, 'SampleCount')}")
 print(f"  Heartbeat samples: {stat('Heartbeat', svc, 'SampleCount')}")
+PY
+say "dashboards and alarms as code (agent provision, env dev, against the emulator)"
+# provision/dev.json names the real dev environment; here the namespace, the log group and
+# the account differ (moto's account is 123456789012). The pager topic is created first.
+"$ROOT/.venv/bin/python" - <<PY
+import boto3
+arn = boto3.client("sns", endpoint_url="$AWS_ENDPOINT_URL").create_topic(Name="app-dev-pager")["TopicArn"]
+print(f"pager topic {arn}")
+PY
+PROVISION=(--env dev --var AccountId=123456789012 --var Namespace=Demo/Api
+  --var LogGroup=/demo/api --var AgentLogGroup=/demo/agent)
+target/debug/agent provision validate "${PROVISION[@]}"
+target/debug/agent provision apply "${PROVISION[@]}"
+echo "a second apply:"
+target/debug/agent provision apply "${PROVISION[@]}" | tail -1
+"$ROOT/.venv/bin/python" - <<PY
+import boto3, json
+cw = boto3.client("cloudwatch", endpoint_url="$AWS_ENDPOINT_URL")
+print("read back from the emulated CloudWatch:")
+for d in cw.list_dashboards(DashboardNamePrefix="app-dev-agent-")["DashboardEntries"]:
+    body = json.loads(cw.get_dashboard(DashboardName=d["DashboardName"])["DashboardBody"])
+    kinds = sorted({w["type"] for w in body["widgets"]})
+    print(f"  dashboard {d['DashboardName']:<32} {len(body['widgets'])} widgets ({', '.join(kinds)})")
+for a in cw.describe_alarms(AlarmNamePrefix="app-dev-agent-")["MetricAlarms"]:
+    metric = a.get("MetricName") or "+".join(q["MetricStat"]["Metric"]["MetricName"] for q in a.get("Metrics", []) if "MetricStat" in q)
+    print(f"  alarm     {a['AlarmName']:<36} {a['StateValue']:<17} {a.get('Namespace') or 'metric math'}: {metric}")
 PY
 echo "Next issues add alarms (agent provision) and Sentry events to this run."

@@ -42,7 +42,11 @@ pub fn router(state: AdminState) -> Router {
 }
 
 async fn ready(State(state): State<AdminState>) -> impl IntoResponse {
-    if state.disk.as_ref().is_some_and(crate::buffer::Status::blocked) {
+    if state
+        .disk
+        .as_ref()
+        .is_some_and(crate::buffer::Status::blocked)
+    {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: disk buffer full or not writable\n",
@@ -87,7 +91,10 @@ pub fn render(state: &AdminState) -> String {
                 u64::from(disk.blocked()),
             ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
         }
     }
     if let Some(recorder) = &state.recorder {

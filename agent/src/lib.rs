@@ -14,6 +14,7 @@ pub mod config;
 pub mod http_client;
 pub mod metrics;
 pub mod pipeline;
+pub mod provision;
 pub mod request_metrics;
 pub mod sinks;
 pub mod sources;
@@ -83,18 +84,25 @@ pub async fn run(
         Some(recorder) => processor.with_recorder(recorder.clone()),
         None => processor,
     };
+    // Sentry: the pipeline shows every batch to its tap; the sink task sends.
+    let task_info = SharedTaskInfo::default();
+    let (processor, sentry_sink) = sinks::sentry::attach(
+        config.sinks.sentry.as_ref(),
+        processor,
+        &metrics,
+        &task_info,
+    )
+    .await;
     let uptime = UptimeState::default();
     let abandon = CancellationToken::new();
     let (senders, receiver, disk) = match &config.disk_buffer {
         None => {
-            let (senders, receiver) =
-                pipeline::channel(processor, budget.clone(), metrics.clone());
+            let (senders, receiver) = pipeline::channel(processor, budget.clone(), metrics.clone());
             (senders, receiver, None)
         }
         Some(disk) => {
-            let buffer = DiskBuffer::open(disk, metrics.clone()).map_err(|error| {
-                anyhow::anyhow!("disk buffer {}: {error}", disk.path.display())
-            })?;
+            let buffer = DiskBuffer::open(disk, metrics.clone())
+                .map_err(|error| anyhow::anyhow!("disk buffer {}: {error}", disk.path.display()))?;
             let status = buffer.status();
             let (tx, receiver) = tokio::sync::mpsc::channel(1024);
             let (writer, threads) = buffer.start(budget.clone(), tx, abandon.clone())?;
@@ -130,7 +138,6 @@ pub async fn run(
         .instrument(tracing::info_span!("admin"))
     });
 
-    let task_info = SharedTaskInfo::default();
     if let Ok(uri) = std::env::var("ECS_CONTAINER_METADATA_URI_V4") {
         tokio::spawn(
             pipeline::ecs::fetch_in_background(uri, task_info.clone())
@@ -151,6 +158,13 @@ pub async fn run(
         sink.run(receiver)
             .instrument(tracing::info_span!("sink", kind = "cloudwatch_logs")),
     );
+    let stop_sentry = CancellationToken::new();
+    let sentry_task = sentry_sink.map(|sink| {
+        tokio::spawn(
+            sink.run(stop_sentry.clone())
+                .instrument(tracing::info_span!("sink", kind = "sentry")),
+        )
+    });
 
     let stop_metrics = CancellationToken::new();
     let mut background = JoinSet::new();
@@ -179,7 +193,8 @@ pub async fn run(
             recorder.clone(),
             uptime.clone(),
             metrics.clone(),
-        );
+        )
+        .with_budget(budget.clone());
         background.spawn(
             publisher
                 .run(stop_metrics.clone())
@@ -219,6 +234,8 @@ pub async fn run(
     let stop_deadline = tokio::time::Instant::now() + SOURCE_STOP_TIMEOUT.min(grace);
     while let Ok(Some(_)) = tokio::time::timeout_at(stop_deadline, sources.join_next()).await {}
     sources.abort_all();
+    // Sentry flushes (bounded by its flush_timeout_ms) while CloudWatch Logs drains.
+    stop_sentry.cancel();
 
     let undelivered = match tokio::time::timeout(grace, &mut sink_task).await {
         Ok(result) => result.unwrap_or(0),
@@ -227,6 +244,9 @@ pub async fn run(
             sink_task.await.unwrap_or(0)
         }
     };
+    if let Some(task) = sentry_task {
+        let _ = task.await;
+    }
     // The last (partial) metrics period goes out after the logs have drained.
     stop_metrics.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), async {

@@ -544,9 +544,13 @@ fn wait_for_room(shared: &Shared, bytes: u64) {
 fn write_durably(shared: &Shared, file: &mut File, at: u64, bytes: &[u8]) {
     let mut failures = 0u64;
     loop {
-        let result = file
-            .write_all(bytes)
-            .and_then(|()| if shared.fsync { file.sync_data() } else { Ok(()) });
+        let result = file.write_all(bytes).and_then(|()| {
+            if shared.fsync {
+                file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
         match result {
             Ok(()) => {
                 if failures > 0 {
@@ -656,7 +660,12 @@ fn read_loop(
             let payload = match read_record(segment_file, offset, end) {
                 Ok(payload) => payload,
                 Err(reason) => {
-                    tracing::error!(seq, offset, reason, "disk buffer: damaged record; the rest of this segment is skipped");
+                    tracing::error!(
+                        seq,
+                        offset,
+                        reason,
+                        "disk buffer: damaged record; the rest of this segment is skipped"
+                    );
                     shared.metrics.disk_buffer_corrupt(1);
                     skip_segment(shared, seq);
                     offset = u64::MAX;
@@ -813,7 +822,11 @@ mod tests {
 
     /// Receives until `n` events arrived; returns their ids in order (events dropped, so
     /// acknowledged, unless `keep`).
-    async fn receive(rx: &mut mpsc::Receiver<Batch>, n: usize, keep: &mut Vec<Event>) -> Vec<usize> {
+    async fn receive(
+        rx: &mut mpsc::Receiver<Batch>,
+        n: usize,
+        keep: &mut Vec<Event>,
+    ) -> Vec<usize> {
         let mut ids = Vec::new();
         while ids.len() < n {
             let batch = tokio::time::timeout(Duration::from_secs(10), rx.recv())
@@ -850,7 +863,10 @@ mod tests {
         let mut run = start(dir.path(), 4);
         // 30 records of ~100 KiB: three segments of 1 MiB.
         for i in 0..30 {
-            run.writer.append(&events(i * 10, 10, 10_000)).await.unwrap();
+            run.writer
+                .append(&events(i * 10, 10, 10_000))
+                .await
+                .unwrap();
         }
         let mut keep = Vec::new();
         let ids = receive(&mut run.rx, 300, &mut keep).await;
@@ -900,7 +916,10 @@ mod tests {
         let run = start(dir.path(), 16);
         // 100 KiB records, ~10 per 1 MiB segment: three segments.
         for i in 0..25 {
-            run.writer.append(&events(i * 10, 10, 10_000)).await.unwrap();
+            run.writer
+                .append(&events(i * 10, 10, 10_000))
+                .await
+                .unwrap();
         }
         crash(run, Vec::new());
         let files = segment_files(dir.path());
@@ -919,12 +938,23 @@ mod tests {
         let ids = receive(&mut run.rx, expected, &mut keep).await;
         // Records 0-1 of the damaged segment, then everything after that segment.
         assert_eq!(&ids[..20], &(0..20).collect::<Vec<_>>()[..]);
-        assert!(ids[20] >= 90, "the damaged segment's rest is skipped: {}", ids[20]);
-        assert_eq!(*ids.last().unwrap(), 249, "later segments delivered in full");
+        assert!(
+            ids[20] >= 90,
+            "the damaged segment's rest is skipped: {}",
+            ids[20]
+        );
+        assert_eq!(
+            *ids.last().unwrap(),
+            249,
+            "later segments delivered in full"
+        );
         drop(keep);
         drop(run.writer);
         let _ = tokio::task::spawn_blocking(move || run.threads.join()).await;
-        assert!(segment_files(dir.path()).is_empty(), "the damaged segment is reclaimed too");
+        assert!(
+            segment_files(dir.path()).is_empty(),
+            "the damaged segment is reclaimed too"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -944,7 +974,10 @@ mod tests {
             .unwrap();
         let append = tokio::spawn(async move { writer.append(&events(0, 3, 100)).await });
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!append.is_finished(), "not accepted while the disk refuses it");
+        assert!(
+            !append.is_finished(),
+            "not accepted while the disk refuses it"
+        );
         assert!(status.blocked(), "shows in /ready and /metrics");
         let text = metrics.render(&MemoryBudget::new(1));
         assert!(

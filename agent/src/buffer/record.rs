@@ -208,7 +208,10 @@ mod tests {
             assert!(!checksum_ok(&damaged[HEADER_LEN..], crc), "byte {i}");
         }
         for cut in 0..out.len() - HEADER_LEN {
-            assert!(decode(&out[HEADER_LEN..HEADER_LEN + cut]).is_none(), "{cut}");
+            assert!(
+                decode(&out[HEADER_LEN..HEADER_LEN + cut]).is_none(),
+                "{cut}"
+            );
         }
     }
 }

@@ -19,10 +19,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use self::budget::MemoryBudget;
-use crate::buffer;
 use self::event::{Event, RawLine};
 use self::parse::ParseFields;
 use self::redact::Redactor;
+use crate::buffer;
 use crate::metrics::{Metrics, SourceKind};
 use crate::request_metrics::{Recorder, RequestTiming};
 use crate::sinks::sentry::SentryTap;

@@ -57,11 +57,7 @@ pub fn parse(line: &str, fields: &ParseFields) -> Parsed {
 
 /// Like [`parse`], also reading the string field `request_id` (when given) into
 /// [`Parsed::request_id`].
-pub fn parse_with_request_id(
-    line: &str,
-    fields: &ParseFields,
-    request_id: Option<&str>,
-) -> Parsed {
+pub fn parse_with_request_id(line: &str, fields: &ParseFields, request_id: Option<&str>) -> Parsed {
     let trimmed = line.trim_start();
     if !trimmed.starts_with('{') {
         return Parsed::default();

@@ -33,7 +33,9 @@ fn tally(messages: &[String], n: usize) -> (Vec<usize>, usize) {
     let mut seen: HashMap<usize, usize> = HashMap::new();
     for message in messages {
         let value: serde_json::Value = serde_json::from_str(message).unwrap();
-        *seen.entry(value["seq"].as_u64().unwrap() as usize).or_default() += 1;
+        *seen
+            .entry(value["seq"].as_u64().unwrap() as usize)
+            .or_default() += 1;
     }
     let missing = (0..n).filter(|i| !seen.contains_key(i)).collect();
     let duplicated = seen.values().map(|c| c - 1).sum();
@@ -154,7 +156,11 @@ async fn a_60_second_outage_during_a_steady_stream_loses_nothing() {
         .await
         .map(|(_, body)| body)
         .unwrap_or_default();
-    assert_eq!(fake.count(), 0, "nothing can be delivered during the outage");
+    assert_eq!(
+        fake.count(),
+        0,
+        "nothing can be delivered during the outage"
+    );
     assert!(
         held.lines()
             .any(|l| l.starts_with("agent_disk_buffer_bytes ") && !l.ends_with(" 0")),
@@ -197,7 +203,10 @@ async fn sigterm_with_a_backlog_the_endpoint_refuses_keeps_it_on_disk_for_the_ne
             .await
             .unwrap();
     assert_eq!(code, Some(0), "{logs}");
-    assert!(took < Duration::from_secs(6), "the grace bounds shutdown: {took:?}");
+    assert!(
+        took < Duration::from_secs(6),
+        "the grace bounds shutdown: {took:?}"
+    );
     assert!(logs.contains("stay in the disk buffer"), "{logs}");
     assert_eq!(fake.count(), 0);
 
@@ -241,7 +250,10 @@ async fn at_the_size_cap_inputs_wait_and_ready_says_so_then_everything_is_delive
     let (status, body) = crate::support::http_get(admin, "/ready").await.unwrap();
     assert_eq!(status, 503, "{body}");
     let on_disk = agent.metric("agent_disk_buffer_bytes").await.unwrap();
-    assert!(on_disk <= 3.0 * 1024.0 * 1024.0, "{on_disk} bytes above the cap");
+    assert!(
+        on_disk <= 3.0 * 1024.0 * 1024.0,
+        "{on_disk} bytes above the cap"
+    );
     assert!(!writer.is_finished(), "the input is slowed");
 
     fake.behaviour.unavailable.store(false, Ordering::SeqCst);

@@ -6,4 +6,7 @@ mod durability;
 mod emulator;
 mod fake_cwl;
 mod faults;
+mod hostile;
+mod provision;
+mod sentry;
 mod support;

@@ -11,8 +11,8 @@ use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{DropReason, Metrics, RetryReason};
 use crate::buffer::Ack;
+use crate::metrics::{DropReason, Metrics, RetryReason};
 use crate::pipeline::event::Event;
 use crate::sinks::retry::{Backoff, Failure, classify};
 
