@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The main job: bring the local stack up from a fresh clone and show it working end to end.
 #
-#   services (PostgreSQL, Redis, the AWS emulator) → secret in Secrets Manager → migrations →
-#   the API (configured from the secret) → traffic, including a Redis outage → summary →
-#   dashboards and alarms (agent provision apply).
+#   services (PostgreSQL, Redis, the AWS emulator, a fake Sentry) → secret in Secrets Manager
+#   → migrations → the API (configured from the secret) → traffic, including a Redis outage
+#   → summary (logs, metrics, Sentry events) → dashboards and alarms (agent provision apply).
 #
 # Everything runs on free loopback ports and is stopped on exit. Nothing talks to real AWS.
 set -euo pipefail
@@ -22,9 +22,11 @@ cargo build --locked --bins --quiet
 WORK=$(mktemp -d -t stack-XXXXXX)
 API_PID=""
 AGENT_PID=""
+KENT_PID=""
 cleanup() {
   [ -n "$API_PID" ] && kill "$API_PID" 2>/dev/null || true
   [ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null || true
+  [ -n "$KENT_PID" ] && kill "$KENT_PID" 2>/dev/null || true
   "$ROOT/scripts/services.sh" stop "$WORK" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -58,8 +60,16 @@ target/debug/api migrate up
 target/debug/api migrate status
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PORT=$(free_port); ADMIN_PORT=$(free_port)
+PORT=$(free_port); ADMIN_PORT=$(free_port); SENTRY_PORT=$(free_port)
 export PORT
+
+say "starting a fake Sentry (kent) on 127.0.0.1:$SENTRY_PORT"
+"$ROOT/.venv/bin/kent-server" run --host 127.0.0.1 --port "$SENTRY_PORT" >"$WORK/kent.log" 2>&1 &
+KENT_PID=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$SENTRY_PORT/api/eventlist/" >/dev/null && break; sleep 0.1; done
+# Project 1 receives the sidecar's events (from the API's error log lines), project 2 the
+# API's own SDK reports (panics, 5xx). Real deployments read the DSNs from Secrets Manager.
+export SENTRY_DSN="http://demoapikey@127.0.0.1:$SENTRY_PORT/2"
 say "starting the sidecar (stdin → CloudWatch Logs, admin on 127.0.0.1:$ADMIN_PORT) and the API on 127.0.0.1:$PORT"
 cat >"$WORK/agent.toml" <<TOML
 shutdown_grace_secs = 10
@@ -75,6 +85,10 @@ period_secs = 10
 namespace = "Demo/Api"
 static_dimensions = { Service = "api", Environment = "dev" }
 endpoint = "$AWS_ENDPOINT_URL"
+[sinks.sentry]
+dsn = "http://demoagentkey@127.0.0.1:$SENTRY_PORT/1"
+environment = "dev"
+release = "api@$(target/debug/api --version | awk '{print $2}')"
 [uptime]
 urls = ["http://127.0.0.1:$PORT/health", "http://127.0.0.1:$PORT/api/health/db", "http://127.0.0.1:$PORT/api/health/redis"]
 interval_secs = 2
@@ -208,4 +222,30 @@ for a in cw.describe_alarms(AlarmNamePrefix="app-dev-agent-")["MetricAlarms"]:
     metric = a.get("MetricName") or "+".join(q["MetricStat"]["Metric"]["MetricName"] for q in a.get("Metrics", []) if "MetricStat" in q)
     print(f"  alarm     {a['AlarmName']:<36} {a['StateValue']:<17} {a.get('Namespace') or 'metric math'}: {metric}")
 PY
-echo "Next issues add alarms (agent provision) and Sentry events to this run."
+
+say "Sentry events (read back from the fake Sentry)"
+"$ROOT/.venv/bin/python" - <<PY
+import json, urllib.request
+base = "http://127.0.0.1:$SENTRY_PORT"
+get = lambda path: json.load(urllib.request.urlopen(base + path))
+events = get("/api/eventlist/")["events"]
+senders = {"1": "sidecar", "2": "API SDK"}
+print(f"{len(events)} events")
+for summary in events:
+    body = get(f"/api/event/{summary['event_id']}")["payload"]["body"]
+    tags = body.get("tags", {})
+    tags = dict(tags) if isinstance(tags, dict) else dict(tuple(t) for t in tags)
+    crumbs = body.get("breadcrumbs", {})
+    crumbs = crumbs.get("values", []) if isinstance(crumbs, dict) else crumbs
+    exception = (body.get("exception") or {}).get("values") or [{}]
+    title = exception[0].get("type") or (body.get("logentry") or {}).get("formatted") or body.get("message")
+    print(f"  [{senders.get(str(summary['project_id']), summary['project_id'])}] {body.get('level', 'error')}: {title}")
+    print(f"      route={tags.get('route') or tags.get('http.route')} status={tags.get('status')} "
+          f"request_id={tags.get('request_id')} environment={body.get('environment')} "
+          f"release={body.get('release')} breadcrumbs={len(crumbs)}")
+    for crumb in crumbs:
+        print(f"      breadcrumb: {crumb.get('level')} {crumb.get('message')}")
+    suppressed = (body.get("extra") or {}).get("suppressed_count")
+    if suppressed:
+        print(f"      + {suppressed} identical errors folded into this event (de-duplication window)")
+PY

@@ -260,6 +260,9 @@ impl EventBuilder<'_> {
             tags.entry("container").or_insert(Value::String(container));
         }
 
+        // Sentry shows an exception as `type: value`: without the error's own message, the
+        // log message is the value.
+        let exception_value = error_message.clone().or_else(|| message.clone());
         let text = message
             .or_else(|| error_message.clone())
             .unwrap_or_else(|| {
@@ -304,7 +307,7 @@ impl EventBuilder<'_> {
                     MAX_MESSAGE_BYTES,
                 )),
             );
-            if let Some(value) = error_message {
+            if let Some(value) = exception_value {
                 exception.insert(
                     "value".into(),
                     Value::String(clip_string(value, MAX_MESSAGE_BYTES)),
