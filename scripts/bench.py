@@ -33,6 +33,7 @@ def wait_port(port, timeout=10):
 MEMORY_MIB = 16
 IN_FLIGHT = 4
 DISK_BUFFER = "off"
+SENTRY = False
 
 
 def agent_config(tmp, endpoint, admin, source):
@@ -53,6 +54,9 @@ publish = "none"        # request metrics are still extracted; nothing leaves lo
 [disk_buffer]
 path = "{os.path.join(tmp, 'buffer')}"
 fsync = "{DISK_BUFFER}"
+""") + ("" if not SENTRY else f"""
+[sinks.sentry]
+dsn = "http://benchkey@127.0.0.1:{free_port()}/1"   # nothing listens: sends fail, counted
 """)
 
 
@@ -144,8 +148,11 @@ def main():
     ap.add_argument("--in-flight", type=int, default=IN_FLIGHT, help="the sink's max_in_flight")
     ap.add_argument("--disk-buffer", choices=["off", "batch", "never"], default=DISK_BUFFER,
                     help="run with the disk buffer, fsync per batch or never (default off: memory only)")
+    ap.add_argument("--sentry", action="store_true",
+                    help="with the Sentry sink on (breadcrumbs of every line; sends fail fast)")
     a = ap.parse_args()
     globals()["DISK_BUFFER"] = a.disk_buffer
+    globals()["SENTRY"] = a.sentry
     globals()["MEMORY_MIB"] = a.memory_mib
     globals()["IN_FLIGHT"] = a.in_flight
     work = tempfile.mkdtemp(prefix="bench-")
@@ -154,7 +161,7 @@ def main():
         subprocess.run([sys.executable, os.path.join(ROOT, "../shared/bench/gen_logs.py"), str(a.lines)], stdout=f, check=True)
     size = os.path.getsize(lines_path)
     print(f"W1: {a.lines} lines, {size / 2**20:.1f} MiB, {size / a.lines:.0f} B/line; {a.runs} runs per input, medians; "
-          f"memory_limit_mib = {a.memory_mib}, max_in_flight = {a.in_flight}, disk buffer: {a.disk_buffer}")
+          f"memory_limit_mib = {a.memory_mib}, max_in_flight = {a.in_flight}, disk buffer: {a.disk_buffer}, sentry: {'on' if a.sentry else 'off'}")
     if "forward" in a.inputs:
         forward_frames(lines_path, frames_path)
     print(f"{'input':<8} {'lines/s':>10} {'MiB/s':>7} {'CPU s/1M':>9} {'peak RSS MiB':>13} {'counted':>9}  runs (lines/s)")

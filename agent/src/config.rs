@@ -299,8 +299,16 @@ pub struct ForwardConfig {
     /// Most simultaneous connections; more are refused.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Time the rest of a frame gets to arrive once its first bytes have (waits summed over
+    /// its reads), and a peer gets to take its acks, in ms (default 30000): slow-loris
+    /// connections are cut off after it.
+    #[serde(default = "default_frame_timeout_ms")]
+    pub frame_timeout_ms: u64,
 }
 
+fn default_frame_timeout_ms() -> u64 {
+    30_000
+}
 fn default_forward_address() -> String {
     "127.0.0.1:24224".into()
 }
@@ -357,6 +365,24 @@ pub struct HttpConfig {
     /// Largest request body (after decompression), in bytes; larger gets 413.
     #[serde(default = "default_http_max_body")]
     pub max_body_bytes: usize,
+    /// Most simultaneous connections; more get a 503 and are closed (default 256).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Time from a request's first byte until its headers have arrived, and again until
+    /// its body has, in ms (default 10000): slow senders are cut off (408).
+    #[serde(default = "default_http_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Time a keep-alive connection may stay open with no request, in ms (default 120000,
+    /// above the 90 s common clients keep idle connections).
+    #[serde(default = "default_http_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+}
+
+fn default_http_request_timeout_ms() -> u64 {
+    10_000
+}
+fn default_http_idle_timeout_ms() -> u64 {
+    120_000
 }
 
 fn default_http_address() -> String {
@@ -670,7 +696,25 @@ impl Config {
                 || s.otlp.is_some(),
             "sources: at least one of forward, stdin, file, http, otlp must be configured".into(),
         );
+        if let Some(http) = &s.http {
+            check(
+                (1..=65_536).contains(&http.max_connections),
+                "sources.http.max_connections: must be 1..=65536".into(),
+            );
+            check(
+                (100..=600_000).contains(&http.request_timeout_ms),
+                "sources.http.request_timeout_ms: must be 100..=600000".into(),
+            );
+            check(
+                (100..=3_600_000).contains(&http.idle_timeout_ms),
+                "sources.http.idle_timeout_ms: must be 100..=3600000".into(),
+            );
+        }
         if let Some(forward) = &s.forward {
+            check(
+                (100..=600_000).contains(&forward.frame_timeout_ms),
+                "sources.forward.frame_timeout_ms: must be 100..=600000".into(),
+            );
             check(
                 forward.address.is_empty() || forward.address.parse::<SocketAddr>().is_ok(),
                 "sources.forward.address: must be IP:port or empty".into(),
@@ -923,6 +967,43 @@ log_group = "/ecs/api"
         let text = include_str!("../agent.example.toml");
         let config = Config::parse(text, &env(&[("AGENT_LOG_GROUP", "/ecs/api")])).unwrap();
         assert_eq!(config.sinks.cloudwatch_logs.log_group, "/ecs/api");
+    }
+
+    #[test]
+    fn the_example_with_every_commented_table_enabled_is_valid() {
+        // Every `# [table]` and `# key = value` line uncommented: a key documented there
+        // but misspelt, misplaced or mistyped would fail here. Two documented pairs are
+        // alternatives and cannot be on together: the Sentry DSN from Secrets Manager, and
+        // OTLP timings alongside access-log timings.
+        let text: String = include_str!("../agent.example.toml")
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if !rest.contains("dsn_secret_id")
+                        && (rest.starts_with('[')
+                            || rest.split_once(" = ").is_some_and(|(k, _)| {
+                                k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                            })) =>
+                {
+                    format!("{rest}\n")
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect::<String>()
+            .replace(
+                "request_timings = \"metrics\"",
+                "request_timings = \"none\"",
+            );
+        assert!(text.contains("\n[disk_buffer]\n") && text.contains("\n[sources.http]\n"));
+        let env = env(&[
+            ("AGENT_LOG_GROUP", "/ecs/api"),
+            ("SENTRY_DSN", "https://abc@o1.ingest.sentry.io/42"),
+            ("APP_ENV", "prod"),
+            ("APP_VERSION", "1.2.3"),
+        ]);
+        let config = Config::parse(&text, &env).unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.disk_buffer.is_some() && config.sinks.sentry.is_some());
+        assert!(config.sources.http.is_some() && config.sources.otlp.is_some());
     }
 
     #[test]

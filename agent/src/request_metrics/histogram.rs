@@ -50,12 +50,13 @@ impl LogHistogram {
             self.min = self.min.min(value);
             self.max = self.max.max(value);
         }
-        self.count += n;
+        self.count = self.count.saturating_add(n);
         self.sum += value * n as f64;
         if value <= MIN_VALUE {
-            self.zero += n;
+            self.zero = self.zero.saturating_add(n);
         } else {
-            *self.buckets.entry(index(value)).or_default() += n;
+            let bucket = self.buckets.entry(index(value)).or_default();
+            *bucket = bucket.saturating_add(n);
         }
     }
 
@@ -76,11 +77,12 @@ impl LogHistogram {
             self.min = self.min.min(other.min);
             self.max = self.max.max(other.max);
         }
-        self.count += other.count;
+        self.count = self.count.saturating_add(other.count);
         self.sum += other.sum;
-        self.zero += other.zero;
+        self.zero = self.zero.saturating_add(other.zero);
         for (i, n) in &other.buckets {
-            *self.buckets.entry(*i).or_default() += n;
+            let bucket = self.buckets.entry(*i).or_default();
+            *bucket = bucket.saturating_add(*n);
         }
     }
 
@@ -141,7 +143,7 @@ pub fn quantile_of(pairs: &[(f64, u64)], q: f64) -> Option<f64> {
     let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
     let mut seen = 0;
     for (value, n) in pairs {
-        seen += n;
+        seen = n.saturating_add(seen);
         if seen >= rank {
             return Some(*value);
         }

@@ -94,7 +94,7 @@ impl Aggregator {
             || timing.method.is_empty()
             || timing.count == 0
         {
-            self.invalid += 1;
+            self.invalid = self.invalid.saturating_add(1);
             return;
         }
         let route = if self.routes.contains(&timing.route) {
@@ -103,7 +103,7 @@ impl Aggregator {
             self.routes.insert(timing.route.clone());
             timing.route
         } else {
-            self.folded += timing.count;
+            self.folded = self.folded.saturating_add(timing.count);
             OTHER_ROUTE.to_owned()
         };
         let mut method = timing.method;
@@ -121,9 +121,9 @@ impl Aggregator {
             .or_default()
             .record(timing.latency_ms / 1000.0, timing.count);
         let series = self.period.entry(key).or_default();
-        series.count += timing.count;
+        series.count = series.count.saturating_add(timing.count);
         if (500..=599).contains(&timing.status) {
-            series.errors += timing.count;
+            series.errors = series.errors.saturating_add(timing.count);
         }
         series.latency.record_n(timing.latency_ms, timing.count);
     }
@@ -153,7 +153,7 @@ impl Aggregator {
             let labels = labels(key);
             let mut cumulative = 0;
             for (bound, count) in PROM_BUCKETS_SECONDS.iter().zip(&histogram.buckets) {
-                cumulative += count;
+                cumulative = count.saturating_add(cumulative);
                 let _ = writeln!(
                     out,
                     "http_server_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
@@ -214,9 +214,9 @@ impl PromHistogram {
             .iter()
             .position(|bound| seconds <= *bound)
         {
-            self.buckets[i] += n;
+            self.buckets[i] = self.buckets[i].saturating_add(n);
         }
-        self.count += n;
+        self.count = self.count.saturating_add(n);
         self.sum += seconds * n as f64;
     }
 }
@@ -271,26 +271,28 @@ impl Recorder {
 
     /// Records one timing (or `count` identical ones).
     pub fn record(&self, timing: RequestTiming) {
-        if let Ok(mut aggregator) = self.inner.lock() {
-            aggregator.record(timing);
-        }
+        self.lock().record(timing);
     }
 
     /// Records a batch under one lock.
     pub fn record_all(&self, timings: Vec<RequestTiming>) {
-        if let Ok(mut aggregator) = self.inner.lock() {
-            for timing in timings {
-                aggregator.record(timing);
-            }
+        let mut aggregator = self.lock();
+        for timing in timings {
+            aggregator.record(timing);
         }
     }
 
     /// Runs `f` on the aggregator (the publisher takes periods this way).
     pub fn with<T>(&self, f: impl FnOnce(&mut Aggregator) -> T) -> Option<T> {
+        Some(f(&mut self.lock()))
+    }
+
+    /// The aggregator; a panic elsewhere while it was held leaves plain counters behind,
+    /// so a poisoned lock is still used rather than silently recording nothing forever.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Aggregator> {
         self.inner
             .lock()
-            .ok()
-            .map(|mut aggregator| f(&mut aggregator))
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -87,8 +87,11 @@ impl Batcher {
         let fits = self.events.is_empty()
             || (self.events.len() < MAX_BATCH_EVENTS
                 && self.bytes + size <= MAX_BATCH_BYTES
-                && event.time_ms.max(self.max_time) - event.time_ms.min(self.min_time)
-                    <= MAX_BATCH_SPAN_MS);
+                && event
+                    .time_ms
+                    .max(self.max_time)
+                    .abs_diff(event.time_ms.min(self.min_time))
+                    <= MAX_BATCH_SPAN_MS as u64);
         let ready = if fits { None } else { self.take() };
         if self.events.is_empty() {
             self.min_time = event.time_ms;

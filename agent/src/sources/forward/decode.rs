@@ -21,6 +21,10 @@ use rmp::Marker;
 /// Deepest nesting accepted in a frame (the frame's own array counts as one level).
 pub const MAX_DEPTH: usize = 64;
 
+/// Event times at or beyond this many ms from the epoch (about 31,700 years either way)
+/// are ignored. Bounding them keeps every later time computation far from `i64` overflow.
+pub const MAX_TIME_MS: i64 = 1_000_000_000_000_000;
+
 /// Inflate buffers larger than this are freed after their frame instead of kept for reuse.
 const KEEP_INFLATE_BYTES: usize = 1024 * 1024;
 
@@ -552,12 +556,14 @@ fn entry(r: &mut Reader<'_>, each: &mut impl FnMut(Record<'_>)) -> Result<(), De
 }
 
 /// Integer seconds, float seconds, or EventTime (ext 0: u32 seconds, u32 nanoseconds,
-/// big-endian) → ms since the epoch.
+/// big-endian) → ms since the epoch. A time [`MAX_TIME_MS`] or more away from the epoch is
+/// no time at all (`None`: the received time is used), as in the line parser.
 fn time_of(value: Value<'_>) -> Result<Option<i64>, DecodeError> {
+    let ms = |ms: f64| (ms.abs() < MAX_TIME_MS as f64).then_some(ms as i64);
     Ok(match value {
-        Value::UInt(secs) => Some(i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)),
-        Value::Int(secs) => Some(secs.saturating_mul(1000)),
-        Value::Float(secs) if secs.is_finite() => Some((secs * 1000.0) as i64),
+        Value::UInt(secs) => ms(secs as f64 * 1000.0),
+        Value::Int(secs) => ms(secs as f64 * 1000.0),
+        Value::Float(secs) if secs.is_finite() => ms(secs * 1000.0),
         Value::Float(_) | Value::Nil => None,
         Value::Ext(0, &[s0, s1, s2, s3, n0, n1, n2, n3]) => {
             let secs = u32::from_be_bytes([s0, s1, s2, s3]);

@@ -32,9 +32,11 @@ use crate::metrics::SourceKind;
 use crate::pipeline::event::RawLine;
 use crate::pipeline::{EventSender, TRUNCATION_MARKER};
 
-/// A connection holding part of a frame that sends nothing for this long is closed
-/// (slow-loris); so is one that does not take its acks for this long. A connection between
-/// frames may stay idle indefinitely, as FireLens keeps its connection open.
+/// Time the rest of a frame gets to arrive once its first bytes have: waiting for the socket
+/// is summed over the frame's reads, so a sender trickling a byte at a time (slow-loris) is
+/// closed as surely as a silent one. Time spent waiting for the pipeline does not count. A
+/// connection that does not take its acks for this long is closed too. A connection
+/// between frames may stay idle indefinitely, as FireLens keeps its connection open.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Most split lines one connection may be reassembling at once; beyond it the oldest is
@@ -67,7 +69,7 @@ impl Limits {
         Self {
             max_frame_bytes: config.max_frame_bytes,
             max_partial_bytes: config.max_partial_bytes,
-            idle_timeout: IDLE_TIMEOUT,
+            idle_timeout: Duration::from_millis(config.frame_timeout_ms),
         }
     }
 }
@@ -249,6 +251,8 @@ enum ConnectionError {
     Io(#[from] std::io::Error),
     #[error("no data for {0:?} in the middle of a frame")]
     Idle(Duration),
+    #[error("a frame still incomplete after {0:?} of waiting for its bytes")]
+    FrameTimeout(Duration),
     #[error("the peer did not take its acks for {0:?}")]
     AckTimeout(Duration),
     #[error("the connection ended in the middle of a frame")]
@@ -263,6 +267,7 @@ impl ConnectionError {
             Self::Decode(error) => error.kind(),
             Self::Io(_) => "io",
             Self::Idle(_) => "idle",
+            Self::FrameTimeout(_) => "frame_timeout",
             Self::AckTimeout(_) => "ack_timeout",
             Self::TruncatedFrame => "truncated_frame",
             Self::PipelineClosed => "pipeline_closed",
@@ -280,6 +285,8 @@ struct Connection {
     lines: Lines,
     /// Acks of decoded frames, written once their lines are accepted.
     acks: Vec<u8>,
+    /// Time spent waiting for the bytes of the frame in progress.
+    frame_waited: Duration,
 }
 
 impl Connection {
@@ -291,6 +298,7 @@ impl Connection {
             decoder: Decoder::new(limits.max_frame_bytes),
             lines: Lines::new(limits.max_partial_bytes),
             acks: Vec::new(),
+            frame_waited: Duration::ZERO,
         }
     }
 
@@ -341,17 +349,26 @@ impl Connection {
                 buffer = BytesMut::with_capacity(READ_BYTES);
             }
             let read = if buffer.is_empty() {
+                self.frame_waited = Duration::ZERO;
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
                     read = stream.read_buf(&mut buffer) => read?,
                 }
             } else {
-                let timeout = self.limits.idle_timeout;
+                let limit = self.limits.idle_timeout;
+                let left = limit.saturating_sub(self.frame_waited);
+                let started = tokio::time::Instant::now();
                 tokio::select! {
                     // The incomplete frame is dropped unacked: the sender will resend it.
                     () = shutdown.cancelled() => return Ok(()),
-                    read = tokio::time::timeout(timeout, stream.read_buf(&mut buffer)) => {
-                        read.map_err(|_| ConnectionError::Idle(timeout))??
+                    read = tokio::time::timeout(left, stream.read_buf(&mut buffer)) => {
+                        let trickled = !self.frame_waited.is_zero();
+                        self.frame_waited += started.elapsed();
+                        match read {
+                            Ok(read) => read?,
+                            Err(_) if trickled => return Err(ConnectionError::FrameTimeout(limit)),
+                            Err(_) => return Err(ConnectionError::Idle(limit)),
+                        }
                     }
                 }
             };
@@ -372,6 +389,7 @@ impl Connection {
         stream: &mut S,
     ) -> Result<(), ConnectionError> {
         while let Some(len) = self.scanner.scan(buffer, self.limits.max_frame_bytes)? {
+            self.frame_waited = Duration::ZERO;
             let Self {
                 decoder,
                 lines,

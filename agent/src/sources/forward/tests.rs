@@ -788,6 +788,7 @@ async fn unix_socket_end_to_end_replaces_a_stale_socket() {
         max_partial_bytes: MAX,
         max_frame_bytes: MAX,
         max_connections: 4,
+        frame_timeout_ms: 30_000,
     };
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(run(config, out, shutdown.clone()));
@@ -1155,4 +1156,97 @@ async fn a_bad_frame_ships_none_of_its_lines_but_keeps_completed_split_lines() {
         "the bad frame's own lines are not shipped"
     );
     assert_closed(&mut client).await;
+}
+
+// ---- Hostile input (issue 9) ----------------------------------------------------------
+
+/// `[tag, time, {"log": "t"}]` with the time value as `write_time` encodes it.
+fn message_timed(write_time: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::new();
+    rmp::encode::write_array_len(&mut out, 3).unwrap();
+    s(&mut out, "tag");
+    write_time(&mut out);
+    record(&mut out, &[("log", "t")]);
+    out
+}
+
+#[test]
+fn times_too_far_from_the_epoch_are_no_time() {
+    let at = |write_time: fn(&mut Vec<u8>)| {
+        decode_frame(&message_timed(write_time)).unwrap().0[0].time_ms
+    };
+    // In range, negative included: kept (the sink counts them as too old).
+    assert_eq!(at(|o| drop(rmp::encode::write_sint(o, -5))), Some(-5_000));
+    assert_eq!(
+        at(|o| drop(rmp::encode::write_uint(o, 999_999_999_999))),
+        Some(999_999_999_999_000)
+    );
+    // Milliseconds at or past 10^15 (or past i64): the received time will be used.
+    assert_eq!(
+        at(|o| drop(rmp::encode::write_uint(o, 1_000_000_000_000))),
+        None
+    );
+    assert_eq!(at(|o| drop(rmp::encode::write_sint(o, i64::MIN))), None);
+    assert_eq!(at(|o| drop(rmp::encode::write_uint(o, u64::MAX))), None);
+    assert_eq!(at(|o| drop(rmp::encode::write_f64(o, -1e300))), None);
+    assert_eq!(at(|o| drop(rmp::encode::write_f64(o, f64::MAX))), None);
+}
+
+#[tokio::test]
+async fn a_frame_trickled_a_byte_at_a_time_times_out_as_a_whole() {
+    let (out, mut rx, _budget) = pipeline(MAX);
+    let limit = Duration::from_millis(300);
+    let (mut client, task) = connect(limits(limit), out, &CancellationToken::new());
+    // Each byte comes well within the limit, but the frame would need 40 × 50 ms.
+    let frame = message(Time::Int(1), &log(&"x".repeat(40)), Some("slow"));
+    let writer = tokio::spawn(async move {
+        for byte in frame {
+            if client.write_all(&[byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        client
+    });
+    let started = std::time::Instant::now();
+    let error = finished(task).await.unwrap_err();
+    assert_eq!(error.kind(), "frame_timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut client = writer.await.unwrap();
+    assert_closed(&mut client).await;
+    assert!(
+        rx.try_recv().is_err(),
+        "nothing of the cut frame is shipped"
+    );
+}
+
+#[tokio::test]
+async fn waiting_for_the_pipeline_does_not_count_against_a_frame() {
+    // Room for one line: the second line waits for the pipeline while the third frame's
+    // first bytes are already buffered. That wait is the agent's, not the sender's.
+    let line_cost = 10 + crate::pipeline::event::EVENT_OVERHEAD;
+    let (out, mut rx, budget) = pipeline(line_cost + line_cost / 2);
+    let limit = Duration::from_millis(200);
+    let (mut client, task) = connect(limits(limit), out, &CancellationToken::new());
+    let mut bytes = message(Time::Int(1), &log("0123456789"), Some("1"));
+    bytes.extend(message(Time::Int(1), &log("abcdefghij"), Some("2")));
+    let third = message(Time::Int(1), &log("ABCDEFGHIJ"), Some("3"));
+    bytes.extend_from_slice(&third[..5]);
+    client.write_all(&bytes).await.unwrap();
+    tokio::time::sleep(limit * 3).await;
+    let first = rx.recv().await.unwrap();
+    budget.release(first.cost());
+    read_ack(&mut client, "1").await;
+    read_ack(&mut client, "2").await;
+    client.write_all(&third[5..]).await.unwrap();
+    let second = rx.recv().await.unwrap();
+    budget.release(second.cost());
+    read_ack(&mut client, "3").await;
+    assert_eq!(receive(&mut rx, 1).await, ["ABCDEFGHIJ"]);
+    drop(client);
+    finished(task).await.unwrap();
 }

@@ -236,7 +236,9 @@ pub fn histogram_timings(
                         Ok(Some(counts)) => {
                             let labels = HttpLabels::of(&point.attributes);
                             match push_timings(&counts, point, scale, &labels, &mut timings) {
-                                Some(requests) => summary.requests += requests,
+                                Some(requests) => {
+                                    summary.requests = summary.requests.saturating_add(requests);
+                                }
                                 None => summary.skipped += 1,
                             }
                         }
@@ -274,7 +276,7 @@ impl Counts {
 
 /// One timing per non-empty bucket, at the bucket's midpoint; without usable buckets, one
 /// timing for all `count` requests at the mean. The requests recorded, `None` if neither is
-/// possible.
+/// possible (or the bucket counts overflow a `u64`: the point is nonsense).
 fn push_timings(
     counts: &Counts,
     point: &HistogramDataPoint,
@@ -291,6 +293,11 @@ fn push_timings(
         && bounds.iter().all(|b| b.is_finite())
         && bounds.windows(2).all(|w| w[0] < w[1]);
     if usable_buckets {
+        // Bucket counts that add up past u64 are no request counts at all.
+        let total = counts
+            .buckets
+            .iter()
+            .try_fold(0u64, |total, &count| total.checked_add(count))?;
         let last = bounds[bounds.len() - 1];
         for (i, &count) in counts.buckets.iter().enumerate().filter(|(_, c)| **c > 0) {
             let value = match i {
@@ -304,7 +311,7 @@ fn push_timings(
             };
             out.push(labels.timing(value * scale, count));
         }
-        return Some(counts.buckets.iter().sum());
+        return Some(total);
     }
     match counts.sum {
         Some(sum) if sum.is_finite() && sum >= 0.0 => {

@@ -1,7 +1,8 @@
 //! OTLP receiver: OpenTelemetry SDKs export here over OTLP/HTTP (protobuf or JSON, optionally
 //! gzip) and OTLP/gRPC. HTTP SERVER spans and `http.server.request.duration` histograms
 //! become request timings; log records become JSON lines in the log pipeline. A request is
-//! answered only once its logs are accepted (back-pressure reaches the exporter).
+//! answered only once its logs are accepted (back-pressure reaches the exporter). OTLP/HTTP
+//! connections get the HTTP input's guard (connection cap, slow-loris deadlines).
 
 pub mod convert;
 #[cfg(test)]
@@ -44,8 +45,10 @@ use tonic::codec::CompressionEncoding;
 use tracing::Instrument as _;
 
 use self::convert::{CumulativeHistograms, MAX_CUMULATIVE_SERIES};
+use crate::metrics::SourceKind;
 use crate::pipeline::{Closed, EventSender};
 use crate::request_metrics::Recorder;
+use crate::sources::http::{ConnectionLimits, GuardedListener, REQUEST_TIMEOUT};
 
 /// OTLP receiver.
 #[derive(Debug, Clone, Deserialize)]
@@ -254,12 +257,21 @@ fn router(receiver: Receiver, max_body: usize) -> Router {
         .with_state(HttpState { receiver, max_body })
 }
 
+/// Behind the HTTP input's [`GuardedListener`]: the same connection limit and slow-loris
+/// deadlines (bodies get [`REQUEST_TIMEOUT`] in `read_body`).
 async fn serve_http(
     listener: TcpListener,
     receiver: Receiver,
     max_body: usize,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let counter = receiver.logs.clone();
+    let listener = GuardedListener::new(
+        listener,
+        ConnectionLimits::default(),
+        counter,
+        SourceKind::Otlp,
+    );
     axum::serve(listener, router(receiver, max_body))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
@@ -310,6 +322,7 @@ impl Encoding {
     /// An error answer: OTLP/HTTP wants a `google.rpc.Status` in the request's encoding.
     fn failure(self, status: StatusCode, message: &str) -> Response {
         let code = match status {
+            StatusCode::REQUEST_TIMEOUT => 4,      // DEADLINE_EXCEEDED
             StatusCode::PAYLOAD_TOO_LARGE => 8,    // RESOURCE_EXHAUSTED
             StatusCode::SERVICE_UNAVAILABLE => 14, // UNAVAILABLE
             _ => 3,                                // INVALID_ARGUMENT
@@ -344,13 +357,15 @@ struct RpcStatus {
     message: String,
 }
 
-/// Content type, encoding and size checks shared by the three signals: the decompressed
-/// body, or the response to send instead.
+/// Content type, encoding, size and time checks shared by the three signals: the
+/// decompressed body, or the response to send instead. A body still arriving after
+/// [`REQUEST_TIMEOUT`] gets 408 (counted as `request_timeout`).
 async fn read_body(
     headers: &HeaderMap,
     body: Body,
-    max_body: usize,
+    state: &HttpState,
 ) -> Result<(Encoding, Bytes), Response> {
+    let max_body = state.max_body;
     let header_text = |name| {
         headers
             .get(name)
@@ -387,9 +402,18 @@ async fn read_body(
         }
     };
     // Reading fails past the limit (or when the client goes away, when no one reads this).
-    let Ok(body) = axum::body::to_bytes(body, max_body).await else {
-        return Err(encoding.failure(StatusCode::PAYLOAD_TOO_LARGE, "body too large"));
-    };
+    let body =
+        match tokio::time::timeout(REQUEST_TIMEOUT, axum::body::to_bytes(body, max_body)).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(_)) => {
+                return Err(encoding.failure(StatusCode::PAYLOAD_TOO_LARGE, "body too large"));
+            }
+            Err(_) => {
+                let metrics = state.receiver.logs.metrics();
+                metrics.input_error(SourceKind::Otlp, "request_timeout");
+                return Err(encoding.failure(StatusCode::REQUEST_TIMEOUT, "body too slow"));
+            }
+        };
     if !gzip {
         return Ok((encoding, body));
     }
@@ -408,7 +432,7 @@ async fn read_body(
 }
 
 async fn export_traces(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
-    let (encoding, body) = match read_body(&headers, body, state.max_body).await {
+    let (encoding, body) = match read_body(&headers, body, &state).await {
         Ok(read) => read,
         Err(response) => return response,
     };
@@ -426,7 +450,7 @@ async fn export_metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (encoding, body) = match read_body(&headers, body, state.max_body).await {
+    let (encoding, body) = match read_body(&headers, body, &state).await {
         Ok(read) => read,
         Err(response) => return response,
     };
@@ -440,7 +464,7 @@ async fn export_metrics(
 }
 
 async fn export_logs(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
-    let (encoding, body) = match read_body(&headers, body, state.max_body).await {
+    let (encoding, body) = match read_body(&headers, body, &state).await {
         Ok(read) => read,
         Err(response) => return response,
     };

@@ -1081,3 +1081,39 @@ async fn run_with_both_transports_off_returns_at_once() {
         .unwrap()
         .unwrap();
 }
+
+#[test]
+fn bucket_counts_past_u64_make_a_point_unusable_and_totals_saturate() {
+    // Found by fuzzing (agent/fuzz/regressions/otlp_protobuf): the bucket sum overflowed.
+    let mut state = CumulativeHistograms::new(0, 10);
+    let mut overflowing = point(T0, T0 + 1, &[0, 0, 0, 0], 1.0);
+    overflowing.bucket_counts = vec![u64::MAX, 1, 0, 0];
+    overflowing.count = u64::MAX;
+    let good = point(T0, T0 + 1, &[0, 2, 0, 0], 0.1);
+    let request = metrics(
+        DURATION_METRIC,
+        "s",
+        AggregationTemporality::Delta,
+        vec![overflowing, good],
+    );
+    let (timings, summary) = histogram_timings(&request, &mut state);
+    assert_eq!(timings.iter().map(|t| t.count).collect::<Vec<_>>(), [2]);
+    assert_eq!(
+        (summary.points, summary.requests, summary.skipped),
+        (2, 2, 1)
+    );
+
+    // Each point valid on its own, together more requests than a u64 holds.
+    let mut huge = point(T0, T0 + 1, &[0, 0, 0, 0], 1.0);
+    huge.bucket_counts = vec![u64::MAX, 0, 0, 0];
+    huge.count = u64::MAX;
+    let request = metrics(
+        DURATION_METRIC,
+        "s",
+        AggregationTemporality::Delta,
+        vec![huge.clone(), huge],
+    );
+    let (timings, summary) = histogram_timings(&request, &mut state);
+    assert_eq!(timings.len(), 2);
+    assert_eq!(summary.requests, u64::MAX);
+}

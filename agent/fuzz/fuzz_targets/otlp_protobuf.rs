@@ -1,0 +1,4 @@
+//! OTLP protobuf export requests, decoded and converted. The checks are `agent_fuzz::otlp_protobuf`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| agent_fuzz::otlp_protobuf(data));
