@@ -5,8 +5,8 @@
 
 use std::time::SystemTime;
 
-use axum::Json;
 use axum::Extension;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -508,10 +508,7 @@ fn terraform_names_stay_out_of_the_managed_prefix() {
             );
         }
     }
-    assert!(
-        names >= 5,
-        "found only {names} Terraform alarm names"
-    );
+    assert!(names >= 5, "found only {names} Terraform alarm names");
 }
 
 /// The vars files follow Terraform's naming (terraform/modules/*: cluster `<name>`, service

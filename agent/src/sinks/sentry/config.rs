@@ -434,7 +434,9 @@ pub enum DsnError {
     #[error("not a DSN: must start with https:// (or http://)")]
     Scheme,
     /// No `key@` before the host.
-    #[error("not a DSN: the public key (https://<key>@host/project) is missing or not alphanumeric")]
+    #[error(
+        "not a DSN: the public key (https://<key>@host/project) is missing or not alphanumeric"
+    )]
     Key,
     /// Empty host, or characters a host cannot have.
     #[error("not a DSN: the host is missing or invalid")]
