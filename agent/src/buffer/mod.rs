@@ -14,8 +14,9 @@
 //! `replayed`), and a damaged record ends its segment's replay with an error log and a
 //! count, without stopping the other segments.
 //!
-//! Layout: `<path>/<seq:020>.seg` (records) and `<seq:020>.ack` (acknowledged record
-//! offsets, u64 LE). The size cap counts the bytes of unacknowledged records; at the cap,
+//! Layout: `<path>/<seq:020>.seg` (records), `<seq:020>.ack` (acknowledged record
+//! offsets, u64 LE) and `lock` (held exclusively while an agent uses the directory: two
+//! agents on one buffer would deliver and delete each other's records). The size cap counts the bytes of unacknowledged records; at the cap,
 //! appends wait, which slows inputs exactly as the memory ceiling does.
 
 pub mod record;
@@ -223,6 +224,8 @@ pub struct Recovered {
 #[derive(Debug)]
 pub struct DiskBuffer {
     shared: Arc<Shared>,
+    /// Held (locked) for as long as the buffer is in use.
+    lock: File,
     /// The segment appends go to.
     active: u64,
     recovered: Recovered,
@@ -233,6 +236,14 @@ impl DiskBuffer {
     /// segment for this run.
     pub fn open(config: &DiskBufferConfig, metrics: Arc<Metrics>) -> std::io::Result<Self> {
         std::fs::create_dir_all(&config.path)?;
+        let lock = File::create(config.path.join("lock"))?;
+        lock.try_lock().map_err(|error| match error {
+            std::fs::TryLockError::WouldBlock => std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "in use by another agent (its lock file is held)",
+            ),
+            std::fs::TryLockError::Error(error) => error,
+        })?;
         let shared = Arc::new(Shared {
             dir: config.path.clone(),
             segment_bytes: config.segment_size_mib << 20,
@@ -262,6 +273,7 @@ impl DiskBuffer {
         shared.metrics.disk_buffer_replayed(recovered.events);
         Ok(Self {
             shared,
+            lock,
             active,
             recovered,
         })
@@ -295,9 +307,14 @@ impl DiskBuffer {
         let writer = {
             let shared = self.shared.clone();
             let active = self.active;
+            let lock = self.lock;
             std::thread::Builder::new()
                 .name("buffer-writer".into())
-                .spawn(move || write_loop(&shared, active, rx))?
+                .spawn(move || {
+                    write_loop(&shared, active, rx);
+                    // Released only once no more records can be written.
+                    drop(lock);
+                })?
         };
         let reader = {
             let shared = self.shared.clone();
@@ -845,16 +862,21 @@ mod tests {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name != "lock")
             .collect();
         names.sort();
         names
     }
 
     /// Simulates `kill -9`: nothing settled afterwards is acknowledged.
+    /// (The threads are joined so the directory lock is free for the next start, as the
+    /// kernel frees it after a real `kill -9`.)
     fn crash(running: Running, keep: Vec<Event>) {
         running.abandon.cancel();
         drop(keep);
-        drop(running);
+        drop(running.writer);
+        drop(running.rx);
+        running.threads.join();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -955,6 +977,20 @@ mod tests {
             segment_files(dir.path()).is_empty(),
             "the damaged segment is reclaimed too"
         );
+    }
+
+    #[test]
+    fn a_directory_in_use_by_another_agent_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let first = DiskBuffer::open(&config(dir.path(), 16), metrics.clone()).unwrap();
+        let error = DiskBuffer::open(&config(dir.path(), 16), metrics.clone()).unwrap_err();
+        assert!(
+            error.to_string().contains("in use by another agent"),
+            "{error}"
+        );
+        drop(first);
+        DiskBuffer::open(&config(dir.path(), 16), metrics).unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
