@@ -568,6 +568,16 @@ impl Env for std::collections::HashMap<String, String> {
 /// Replaces `${VAR}` and `${VAR:-default}`; `$$` is a literal `$`. Unset variables without
 /// a default are errors (named with their line).
 pub fn interpolate(text: &str, env: &dyn Env) -> Result<String, Vec<String>> {
+    interpolate_noting(text, env, &mut Vec::new())
+}
+
+/// [`interpolate`], also collecting the values read from the environment into `values`
+/// (so errors about the result can mask them: they may be secrets such as a DSN).
+fn interpolate_noting(
+    text: &str,
+    env: &dyn Env,
+    values: &mut Vec<String>,
+) -> Result<String, Vec<String>> {
     let mut out = String::with_capacity(text.len());
     let mut errors = Vec::new();
     for (number, line) in text.split_inclusive('\n').enumerate() {
@@ -602,7 +612,10 @@ pub fn interpolate(text: &str, env: &dyn Env) -> Result<String, Vec<String>> {
                         "line {}: invalid variable name in ${{{expr}}}",
                         number + 1
                     )),
-                    (true, Some(value), _) => out.push_str(&value),
+                    (true, Some(value), _) => {
+                        out.push_str(&value);
+                        values.push(value);
+                    }
                     (true, None, Some(default)) => out.push_str(default),
                     (true, None, None) => errors.push(format!(
                         "line {}: environment variable {name} is not set",
@@ -627,9 +640,24 @@ pub fn interpolate(text: &str, env: &dyn Env) -> Result<String, Vec<String>> {
 impl Config {
     /// Parses and validates a configuration text.
     pub fn parse(text: &str, env: &dyn Env) -> Result<Self, ConfigErrors> {
-        let text = interpolate(text, env).map_err(ConfigErrors)?;
+        let mut values = Vec::new();
+        let text = interpolate_noting(text, env, &mut values).map_err(ConfigErrors)?;
+        Self::parse_interpolated(&text).map_err(|ConfigErrors(errors)| {
+            // TOML errors quote the offending line and serde errors the offending value:
+            // never echo what came from the environment.
+            let mask = |mut error: String| {
+                for value in values.iter().filter(|v| v.len() >= 4) {
+                    error = error.replace(value.as_str(), "[value from the environment]");
+                }
+                error
+            };
+            ConfigErrors(errors.into_iter().map(mask).collect())
+        })
+    }
+
+    fn parse_interpolated(text: &str) -> Result<Self, ConfigErrors> {
         let deserializer =
-            toml::de::Deserializer::parse(&text).map_err(|e| ConfigErrors(vec![one_line(&e)]))?;
+            toml::de::Deserializer::parse(text).map_err(|e| ConfigErrors(vec![one_line(&e)]))?;
         let mut unknown = BTreeSet::new();
         let parsed: Result<Config, _> = serde_ignored::deserialize(deserializer, |path| {
             // Option fields show up as a `?` segment; users never write it.
@@ -821,7 +849,9 @@ impl Config {
         let m = &self.metrics;
         check(
             matches!(m.period_secs, 10 | 20 | 30)
-                || (m.period_secs >= 60 && m.period_secs % 60 == 0 && m.period_secs <= 3600),
+                || (m.period_secs >= 60
+                    && m.period_secs.is_multiple_of(60)
+                    && m.period_secs <= 3600),
             "metrics.period_secs: must be 10, 20, 30 or a multiple of 60 up to 3600".into(),
         );
         check(
@@ -900,17 +930,16 @@ impl Config {
         if let Some(sentry) = &self.sinks.sentry {
             errors.extend(sentry.validate("sinks.sentry"));
         }
-        if let Some(otlp) = &self.sources.otlp {
-            if otlp.request_timings != "none"
-                && self.metrics.enabled
-                && self.metrics.access_log.enabled
-            {
-                errors.push(format!(
+        if let Some(otlp) = &self.sources.otlp
+            && otlp.request_timings != "none"
+            && self.metrics.enabled
+            && self.metrics.access_log.enabled
+        {
+            errors.push(format!(
                     "sources.otlp.request_timings: \"{}\" and metrics.access_log would count each request twice; \
                      set one of them off (request_timings = \"none\" or metrics.access_log.enabled = false)",
                     otlp.request_timings
                 ));
-            }
         }
         errors
     }
@@ -1004,6 +1033,24 @@ log_group = "/ecs/api"
         let config = Config::parse(&text, &env).unwrap_or_else(|e| panic!("{e}"));
         assert!(config.disk_buffer.is_some() && config.sinks.sentry.is_some());
         assert!(config.sources.http.is_some() && config.sources.otlp.is_some());
+    }
+
+    #[test]
+    fn values_from_the_environment_never_appear_in_errors() {
+        let secret = "https://f00dfeedcafe4242@o1.ingest.sentry.io/42";
+        let vars = env(&[("SENTRY_DSN", secret), ("MEM", "not-a-number")]);
+        // Unquoted: a TOML syntax error that quotes the line; and a type error on a value.
+        for text in [
+            "[sources.stdin]\n[sinks.cloudwatch_logs]\nlog_group = \"g\"\n[sinks.sentry]\ndsn = ${SENTRY_DSN}\n",
+            "memory_limit_mib = \"${SENTRY_DSN}\"\n[sources.stdin]\n[sinks.cloudwatch_logs]\nlog_group = \"g\"\n",
+        ] {
+            let errors = Config::parse(text, &vars).unwrap_err().to_string();
+            assert!(!errors.contains("f00dfeedcafe4242"), "{errors}");
+            assert!(
+                errors.contains("[value from the environment]") || errors.contains("line"),
+                "{errors}"
+            );
+        }
     }
 
     #[test]

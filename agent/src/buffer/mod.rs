@@ -26,7 +26,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -48,16 +48,26 @@ const POLL: Duration = Duration::from_millis(100);
 /// Pause before retrying a failed write (disk full, I/O error).
 const WRITE_RETRY: Duration = Duration::from_secs(1);
 
-/// The acknowledgement of one record, shared by its events. When the last event holding it
-/// is dropped, the record is acknowledged, unless the shutdown deadline has passed (events
-/// dropped then were not delivered and must stay on disk).
+/// The acknowledgement of one record, shared by its events. Each event must be
+/// [`settled`](Self::settled) (stored by CloudWatch, or dropped for a final reason); when
+/// the last holder is dropped and every event was settled, the record is acknowledged.
+/// Anything else (the shutdown deadline, a sink task that died) leaves it on disk.
 #[derive(Debug)]
 pub struct Ack {
     seq: u64,
     offset: u64,
     bytes: u64,
+    /// Events of the record not yet settled.
+    unsettled: AtomicU64,
     acks: std::sync::mpsc::Sender<(u64, u64, u64)>,
     abandon: CancellationToken,
+}
+
+impl Ack {
+    /// `events` of this record reached a final outcome.
+    pub fn settled(&self, events: usize) {
+        self.unsettled.fetch_sub(events as u64, Ordering::AcqRel);
+    }
 }
 
 impl PartialEq for Ack {
@@ -70,7 +80,7 @@ impl Eq for Ack {}
 
 impl Drop for Ack {
     fn drop(&mut self) {
-        if !self.abandon.is_cancelled() {
+        if *self.unsettled.get_mut() == 0 && !self.abandon.is_cancelled() {
             let _ = self.acks.send((self.seq, self.offset, self.bytes));
         }
     }
@@ -134,15 +144,24 @@ impl Shared {
         });
         if done {
             if let Some(segment) = state.segments.remove(&seq) {
-                // Records past damage are lost: they no longer count against the cap.
+                // Records past damage are lost: they no longer count against the cap, and
+                // those written after the damaged one are counted with it.
                 state.outstanding = state.outstanding.saturating_sub(segment.unacked_bytes);
-            }
-            for extension in ["seg", "ack"] {
-                let path = self.path(seq, extension);
-                if let Err(error) = std::fs::remove_file(&path) {
-                    if error.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(path = %path.display(), %error, "cannot remove a delivered buffer segment");
+                if segment.damaged {
+                    let lost = segment.records.saturating_sub(segment.handed + 1);
+                    if lost > 0 {
+                        self.metrics.disk_buffer_corrupt(lost);
                     }
+                }
+            }
+            // The ack file first: an orphan `.ack` could otherwise mark records of a later
+            // segment with the same number as delivered.
+            for extension in ["ack", "seg"] {
+                let path = self.path(seq, extension);
+                if let Err(error) = std::fs::remove_file(&path)
+                    && error.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(path = %path.display(), %error, "cannot remove a delivered buffer segment");
                 }
             }
         }
@@ -308,10 +327,11 @@ impl DiskBuffer {
             let shared = self.shared.clone();
             let active = self.active;
             let lock = self.lock;
+            let abandon = abandon.clone();
             std::thread::Builder::new()
                 .name("buffer-writer".into())
                 .spawn(move || {
-                    write_loop(&shared, active, rx);
+                    write_loop(&shared, active, rx, &abandon);
                     // Released only once no more records can be written.
                     drop(lock);
                 })?
@@ -362,6 +382,10 @@ impl Threads {
 }
 
 fn create_segment(shared: &Shared, seq: u64) -> std::io::Result<()> {
+    match std::fs::remove_file(shared.path(seq, "ack")) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
     File::create(shared.path(seq, "seg"))?;
     // The new directory entry must survive a crash too.
     if shared.fsync {
@@ -373,12 +397,23 @@ fn create_segment(shared: &Shared, seq: u64) -> std::io::Result<()> {
 /// Checks every segment an earlier run left: counts its valid records, skips acknowledged
 /// ones, stops at the first damaged record.
 fn recover(shared: &Shared) -> std::io::Result<Recovered> {
-    let mut seqs: Vec<u64> = std::fs::read_dir(&shared.dir)?
-        .filter_map(|entry| {
-            let name = entry.ok()?.file_name();
-            name.to_str()?.strip_suffix(".seg")?.parse().ok()
-        })
-        .collect();
+    let mut seqs: Vec<u64> = Vec::new();
+    for entry in std::fs::read_dir(&shared.dir)? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(seq) = name.strip_suffix(".seg").and_then(|s| s.parse().ok()) {
+            seqs.push(seq);
+        } else if let Some(seq) = name
+            .strip_suffix(".ack")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            // An ack file without its segment (a crash between the two deletions): its
+            // number must not be reused while it exists; remove it.
+            if !shared.path(seq, "seg").exists() {
+                std::fs::remove_file(shared.path(seq, "ack"))?;
+            }
+        }
+    }
     seqs.sort_unstable();
     let mut recovered = Recovered::default();
     let mut state = shared.lock();
@@ -464,7 +499,12 @@ fn read_record(file: &File, offset: u64, len: u64) -> Result<Vec<u8>, &'static s
 
 /// The writer thread: groups appends, waits for room under the cap, writes, syncs, commits,
 /// then answers every append of the group.
-fn write_loop(shared: &Shared, mut active: u64, mut rx: mpsc::Receiver<Append>) {
+fn write_loop(
+    shared: &Shared,
+    mut active: u64,
+    mut rx: mpsc::Receiver<Append>,
+    abandon: &CancellationToken,
+) {
     let mut file = match OpenOptions::new()
         .append(true)
         .open(shared.path(active, "seg"))
@@ -490,7 +530,6 @@ fn write_loop(shared: &Shared, mut active: u64, mut rx: mpsc::Receiver<Append>) 
                 Err(_) => break,
             }
         }
-        wait_for_room(shared, bytes as u64);
         let roll_requested = std::mem::take(&mut shared.lock().roll_requested);
         if file_len > 0 && (roll_requested || file_len + bytes as u64 > shared.segment_bytes) {
             match roll(shared, active) {
@@ -503,6 +542,11 @@ fn write_loop(shared: &Shared, mut active: u64, mut rx: mpsc::Receiver<Append>) 
                     tracing::error!(%error, "disk buffer: cannot start a new segment; writing on in the current one");
                 }
             }
+        }
+        // After a roll: a damaged segment sealed by it can be reclaimed, making room.
+        if !wait_for_room(shared, bytes as u64, abandon) {
+            // The shutdown deadline passed while full: these appends were never accepted.
+            break;
         }
         buffer.clear();
         let mut offsets = Vec::with_capacity(group.len());
@@ -537,10 +581,14 @@ fn write_loop(shared: &Shared, mut active: u64, mut rx: mpsc::Receiver<Append>) 
 }
 
 /// Waits while `bytes` more would pass the size cap (one record may always be written when
-/// nothing else is outstanding, so an oversized record cannot wedge the buffer).
-fn wait_for_room(shared: &Shared, bytes: u64) {
+/// nothing else is outstanding, so an oversized record cannot wedge the buffer); false when
+/// `abandon` fired meanwhile.
+fn wait_for_room(shared: &Shared, bytes: u64, abandon: &CancellationToken) -> bool {
     let mut state = shared.lock();
     while state.outstanding > 0 && state.outstanding + bytes > shared.max_bytes {
+        if abandon.is_cancelled() {
+            return false;
+        }
         if !shared.blocked.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 limit_bytes = shared.max_bytes,
@@ -554,6 +602,7 @@ fn wait_for_room(shared: &Shared, bytes: u64) {
             .unwrap_or_else(|e| e.into_inner().0);
     }
     shared.blocked.store(false, Ordering::Relaxed);
+    true
 }
 
 /// Writes `bytes` at `at` (the committed end), retrying until the disk takes them: a failed
@@ -708,6 +757,7 @@ fn read_loop(
                 seq,
                 offset: at,
                 bytes,
+                unsettled: AtomicU64::new(events.len() as u64),
                 acks: acks.clone(),
                 abandon: abandon.clone(),
             });
@@ -715,18 +765,30 @@ fn read_loop(
                 event.ack = Some(ack.clone());
             }
             drop(ack);
-            let batch = Batch { events };
-            let cost = batch.cost();
-            let acquired = runtime.block_on(async {
-                tokio::select! {
-                    taken = budget.acquire(cost) => Some(taken),
-                    () = abandon.cancelled() => None,
+            // In pieces of at most a quarter of the budget (a record written under a larger
+            // ceiling than this run's must still fit), each holding exactly what it takes.
+            let chunk_limit = (budget.limit() / 4).max(1);
+            let mut events = events.into_iter().peekable();
+            while events.peek().is_some() {
+                let mut chunk = Vec::new();
+                let mut cost = 0;
+                while let Some(event) =
+                    events.next_if(|e| chunk.is_empty() || cost + e.cost() <= chunk_limit)
+                {
+                    cost += event.cost();
+                    chunk.push(event);
                 }
-            });
-            let Some(taken) = acquired else { return };
-            if out.blocking_send(batch).is_err() {
-                budget.release(taken);
-                return;
+                let acquired = runtime.block_on(async {
+                    tokio::select! {
+                        taken = budget.acquire(cost) => Some(taken),
+                        () = abandon.cancelled() => None,
+                    }
+                });
+                let Some(taken) = acquired else { return };
+                if out.blocking_send(Batch { events: chunk }).is_err() {
+                    budget.release(taken);
+                    return;
+                }
             }
         }
     }
@@ -868,6 +930,13 @@ mod tests {
         names
     }
 
+    /// Delivers `events`: each is settled, then dropped (acknowledging its record).
+    fn settle(events: Vec<Event>) {
+        for event in &events {
+            event.ack.as_ref().unwrap().settled(1);
+        }
+    }
+
     /// Simulates `kill -9`: nothing settled afterwards is acknowledged.
     /// (The threads are joined so the directory lock is free for the next start, as the
     /// kernel frees it after a real `kill -9`.)
@@ -877,6 +946,40 @@ mod tests {
         drop(running.writer);
         drop(running.rx);
         running.threads.join();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_dropped_unsettled_stay_on_disk_even_before_the_deadline() {
+        // A sink task that dies (or a pipeline torn down) drops its events without a
+        // final outcome: their records must not be acknowledged.
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = start(dir.path(), 16);
+        run.writer.append(&events(0, 50, 100)).await.unwrap();
+        let mut keep = Vec::new();
+        receive(&mut run.rx, 50, &mut keep).await;
+        drop(keep);
+        drop(run.writer);
+        drop(run.rx);
+        let _ = tokio::task::spawn_blocking(move || run.threads.join()).await;
+        let run = start(dir.path(), 16);
+        assert_eq!(run.recovered.events, 50);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_orphan_ack_file_cannot_mark_a_new_segments_records_delivered() {
+        // A crash between deleting a segment and its ack file leaves `<seq>.ack` behind;
+        // the next segment with that number must not inherit its offsets.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(format!("{:020}.ack", 1)),
+            0u64.to_le_bytes(),
+        )
+        .unwrap();
+        let run = start(dir.path(), 16);
+        run.writer.append(&events(0, 10, 100)).await.unwrap();
+        crash(run, Vec::new());
+        let run = start(dir.path(), 16);
+        assert_eq!(run.recovered.events, 10);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -894,7 +997,7 @@ mod tests {
         let ids = receive(&mut run.rx, 300, &mut keep).await;
         assert_eq!(ids, (0..300).collect::<Vec<_>>(), "in order, exactly once");
         assert!(run.status.bytes() > 0, "unsettled records still count");
-        drop(keep);
+        settle(keep);
         drop(run.writer);
         let _ = tokio::task::spawn_blocking(move || run.threads.join()).await;
         assert_eq!(run.status.bytes(), 0);
@@ -916,7 +1019,7 @@ mod tests {
         receive(&mut run.rx, 100, &mut keep).await;
         // The first 40 events (8 records) are delivered; the rest are in flight at the crash.
         let in_flight = keep.split_off(40);
-        drop(keep);
+        settle(keep);
         tokio::time::sleep(Duration::from_millis(200)).await;
         crash(run, in_flight);
 
@@ -926,7 +1029,7 @@ mod tests {
         let mut keep = Vec::new();
         let ids = receive(&mut run.rx, 60, &mut keep).await;
         assert_eq!(ids, (40..100).collect::<Vec<_>>());
-        drop(keep);
+        settle(keep);
         drop(run.writer);
         let _ = tokio::task::spawn_blocking(move || run.threads.join()).await;
         assert!(segment_files(dir.path()).is_empty());
@@ -970,7 +1073,7 @@ mod tests {
             249,
             "later segments delivered in full"
         );
-        drop(keep);
+        settle(keep);
         drop(run.writer);
         let _ = tokio::task::spawn_blocking(move || run.threads.join()).await;
         assert!(
@@ -1041,7 +1144,7 @@ mod tests {
         assert!(run.status.blocked());
         let mut keep = Vec::new();
         receive(&mut run.rx, 15, &mut keep).await;
-        drop(keep);
+        settle(keep);
         tokio::time::timeout(Duration::from_secs(5), blocked)
             .await
             .expect("room after the acknowledgements")

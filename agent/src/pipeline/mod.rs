@@ -118,10 +118,10 @@ impl Processor {
         if let Some(timing) = parsed.timing.take() {
             timings.push(timing);
         }
-        if let Some(redactor) = &self.redactor {
-            if redactor.redact(&mut message, parsed.is_json) {
-                metrics.redacted();
-            }
+        if let Some(redactor) = &self.redactor
+            && redactor.redact(&mut message, parsed.is_json)
+        {
+            metrics.redacted();
         }
         if message.len() > self.max_event_bytes {
             truncate(&mut message, self.max_event_bytes);

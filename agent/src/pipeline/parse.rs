@@ -124,16 +124,15 @@ impl<'de> Visitor<'de> for LineSeed<'_> {
         }
         if let (Some(route), Some(method), Some(status), Some(latency_ms)) =
             (route, method, status, latency)
+            && (0.0..=999.0).contains(&status)
         {
-            if (0.0..=999.0).contains(&status) {
-                parsed.timing = Some(RequestTiming {
-                    route,
-                    method,
-                    status: status as u16,
-                    latency_ms,
-                    count: 1,
-                });
-            }
+            parsed.timing = Some(RequestTiming {
+                route,
+                method,
+                status: status as u16,
+                latency_ms,
+                count: 1,
+            });
         }
         Ok(parsed)
     }

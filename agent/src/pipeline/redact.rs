@@ -69,14 +69,12 @@ impl Redactor {
         if !self.prefilter.is_match(line.as_str()) {
             return false;
         }
-        if is_json {
-            if let Ok(mut value) = serde_json::from_str::<Value>(line) {
-                if self.redact_value(&mut value) {
-                    *line = value.to_string();
-                    return true;
-                }
-                return false;
+        if is_json && let Ok(mut value) = serde_json::from_str::<Value>(line) {
+            if self.redact_value(&mut value) {
+                *line = value.to_string();
+                return true;
             }
+            return false;
         }
         self.redact_text(line)
     }

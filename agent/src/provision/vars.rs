@@ -141,18 +141,24 @@ impl Vars {
                 chars.next().is_some_and(|c| c.is_ascii_lowercase())
                     && (2..=16).contains(&v.len())
                     && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !v.split('-').any(|segment| segment == MARKER)
             },
-            "2-16 lower-case letters, digits or dashes, starting with a letter (Terraform's project)",
+            // With no `agent` segment in the project and no dash in the environment, the
+            // first `-agent-` of a name ends its prefix: no other project or environment's
+            // prefix can start with ours, so `--prune` never reaches another stack.
+            "2-16 lower-case letters, digits or dashes, starting with a letter, with no \"agent\" \
+             segment (Terraform's project)",
         );
         let environment = part(
             "Environment",
             |v| {
                 !v.is_empty()
                     && v.len() <= 32
+                    && v != MARKER
                     && v.chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
             },
-            "lower-case letters, digits or dashes",
+            "1-32 lower-case letters or digits (no dashes), not \"agent\"",
         );
         Some(format!("{}-{}-{MARKER}-", project?, environment?))
     }

@@ -187,6 +187,34 @@ fn vars_flags_override_the_file_and_env_sets_environment() {
     assert_rejected(&text, "--var: \"oops\" is not KEY=VALUE", "flag");
 }
 
+#[test]
+fn no_project_or_environment_can_own_a_prefix_that_starts_with_another_ones() {
+    // `acme`/`prod` owns `acme-prod-agent-`; these would own names under it too, so
+    // `--prune` for prod could delete their alarms: each is refused.
+    for (project, environment) in [
+        ("acme", "prod-agent-eu"),
+        ("acme-prod", "agent"),
+        ("acme-agent", "x"),
+        ("acme", "prod-eu"),
+    ] {
+        let vars = Vars::from_pairs(&[("Project", project), ("Environment", environment)]);
+        let mut problems = Vec::new();
+        assert_eq!(
+            vars.prefix(&mut problems),
+            None,
+            "{project}/{environment} must be refused"
+        );
+        assert!(!problems.is_empty());
+    }
+    let mut problems = Vec::new();
+    assert_eq!(
+        Vars::from_pairs(&[("Project", "acme-shop"), ("Environment", "prod2")])
+            .prefix(&mut problems)
+            .as_deref(),
+        Some("acme-shop-prod2-agent-")
+    );
+}
+
 fn write(dir: &Path, name: &str, text: &str) {
     std::fs::create_dir_all(dir.join(name).parent().unwrap()).unwrap();
     std::fs::write(dir.join(name), text).unwrap();

@@ -120,10 +120,10 @@ pub(in crate::provision) fn alarm(
             );
         }
     }
-    if let Some(description) = optional_string(check, path, alarm, "AlarmDescription") {
-        if description.len() > 1024 {
-            check.report(&child(path, "AlarmDescription"), "at most 1024 characters");
-        }
+    if let Some(description) = optional_string(check, path, alarm, "AlarmDescription")
+        && description.len() > 1024
+    {
+        check.report(&child(path, "AlarmDescription"), "at most 1024 characters");
     }
     if alarm.get("ActionsEnabled").is_some_and(|v| !v.is_boolean()) {
         check.report(&child(path, "ActionsEnabled"), "must be true or false");
@@ -139,15 +139,14 @@ pub(in crate::provision) fn alarm(
     if let (Some(datapoints), Some(evaluation)) = (
         integer_in(check, path, alarm, "DatapointsToAlarm", 1, 100_000),
         evaluation_periods,
-    ) {
-        if datapoints > evaluation {
-            check.report(
-                &child(path, "DatapointsToAlarm"),
-                format!(
-                    "DatapointsToAlarm ({datapoints}) is more than EvaluationPeriods ({evaluation})"
-                ),
-            );
-        }
+    ) && datapoints > evaluation
+    {
+        check.report(
+            &child(path, "DatapointsToAlarm"),
+            format!(
+                "DatapointsToAlarm ({datapoints}) is more than EvaluationPeriods ({evaluation})"
+            ),
+        );
     }
     let operator = match alarm.get("ComparisonOperator").and_then(Value::as_str) {
         Some(op) if COMPARISON_OPERATORS.contains(&op) => Some(op),
@@ -419,10 +418,10 @@ fn dimensions(check: &mut Checker<'_>, path: &str, value: &Value) {
         };
         unknown_keys(check, &path, dimension, &["Name", "Value"]);
         for (key, max) in [("Name", 255), ("Value", 1024)] {
-            if let Some(text) = required_string(check, &path, dimension, key) {
-                if text.is_empty() || text.len() > max {
-                    check.report(&child(&path, key), format!("1 to {max} characters"));
-                }
+            if let Some(text) = required_string(check, &path, dimension, key)
+                && (text.is_empty() || text.len() > max)
+            {
+                check.report(&child(&path, key), format!("1 to {max} characters"));
             }
         }
     }

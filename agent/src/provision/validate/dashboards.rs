@@ -102,16 +102,16 @@ fn widget(check: &mut Checker<'_>, path: &str, widget: &Value) {
     let width = integer_in(check, path, widget, "width", 1, GRID_COLUMNS).unwrap_or(6);
     integer_in(check, path, widget, "height", 1, 1000);
     integer_in(check, path, widget, "y", 0, i64::from(i32::MAX));
-    if let Some(x) = integer_in(check, path, widget, "x", 0, GRID_COLUMNS - 1) {
-        if x + width > GRID_COLUMNS {
-            check.report(
-                &child(path, "x"),
-                format!(
-                    "x + width = {} is past the {GRID_COLUMNS}-column grid",
-                    x + width
-                ),
-            );
-        }
+    if let Some(x) = integer_in(check, path, widget, "x", 0, GRID_COLUMNS - 1)
+        && x + width > GRID_COLUMNS
+    {
+        check.report(
+            &child(path, "x"),
+            format!(
+                "x + width = {} is past the {GRID_COLUMNS}-column grid",
+                x + width
+            ),
+        );
     }
     let properties_path = child(path, "properties");
     let Some(properties) = widget.get("properties") else {
@@ -144,22 +144,22 @@ fn widget(check: &mut Checker<'_>, path: &str, widget: &Value) {
                 "view",
                 &["table", "timeSeries", "bar", "pie"],
             );
-            if let Some(query) = required_string(check, path, properties, "query") {
-                if !query.contains("SOURCE '") {
-                    check.report(
-                        &child(path, "query"),
-                        "a Logs Insights query of a dashboard starts with SOURCE '<log group>' |",
-                    );
-                }
+            if let Some(query) = required_string(check, path, properties, "query")
+                && !query.contains("SOURCE '")
+            {
+                check.report(
+                    &child(path, "query"),
+                    "a Logs Insights query of a dashboard starts with SOURCE '<log group>' |",
+                );
             }
         }
         Some("alarm") => alarm_widget(check, path, properties),
         Some("explorer") => explorer_widget(check, path, properties),
         Some("custom") => {
-            if let Some(endpoint) = required_string(check, path, properties, "endpoint") {
-                if !endpoint.starts_with("arn:") {
-                    check.report(&child(path, "endpoint"), "must be a Lambda function ARN");
-                }
+            if let Some(endpoint) = required_string(check, path, properties, "endpoint")
+                && !endpoint.starts_with("arn:")
+            {
+                check.report(&child(path, "endpoint"), "must be a Lambda function ARN");
             }
         }
         _ => {}
@@ -312,13 +312,13 @@ fn metric_options(check: &mut Checker<'_>, path: &str, options: &Map<String, Val
             "yAxis",
         ],
     );
-    if let Some(id) = options.get("id") {
-        if !id.as_str().is_some_and(is_query_id) {
-            check.report(
-                &child(path, "id"),
-                "an id starts with a lower-case letter, then letters, digits and _",
-            );
-        }
+    if let Some(id) = options.get("id")
+        && !id.as_str().is_some_and(is_query_id)
+    {
+        check.report(
+            &child(path, "id"),
+            "an id starts with a lower-case letter, then letters, digits and _",
+        );
     }
     if let Some(stat) = options.get("stat") {
         statistic(check, &child(path, "stat"), stat);

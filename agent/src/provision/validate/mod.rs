@@ -242,13 +242,13 @@ fn one_of(
     key: &str,
     allowed: &[&str],
 ) {
-    if let Some(value) = map.get(key) {
-        if !value.as_str().is_some_and(|v| allowed.contains(&v)) {
-            check.report(
-                &child(path, key),
-                format!("{value} is not one of {}", allowed.join(", ")),
-            );
-        }
+    if let Some(value) = map.get(key)
+        && !value.as_str().is_some_and(|v| allowed.contains(&v))
+    {
+        check.report(
+            &child(path, key),
+            format!("{value} is not one of {}", allowed.join(", ")),
+        );
     }
 }
 

@@ -206,6 +206,12 @@ impl CloudWatchLogsSink {
         }
         self.metrics.dropped(reason, events.len() as u64);
         self.budget.release(events.iter().map(Event::cost).sum());
+        // A final outcome: their disk buffer records may be reclaimed.
+        for event in events {
+            if let Some(ack) = &event.ack {
+                ack.settled(1);
+            }
+        }
         tracing::warn!(
             reason = reason.as_str(),
             count = events.len(),

@@ -71,10 +71,10 @@ impl LogsService {
             .log_group_name(&*self.group)
             .send()
             .await;
-        if let Err(error) = created {
-            if error.code() != Some("ResourceAlreadyExistsException") {
-                return Err(describe(&error));
-            }
+        if let Err(error) = created
+            && error.code() != Some("ResourceAlreadyExistsException")
+        {
+            return Err(describe(&error));
         }
         self.client
             .put_retention_policy()
@@ -131,22 +131,38 @@ impl LogsService {
         mut events: Vec<Event>,
         cancel: &CancellationToken,
     ) -> Result<Delivery, usize> {
+        // Disk buffer acknowledgements are confirmed only once this call has settled for
+        // good (stored, or refused for a reason retrying cannot fix); events abandoned at
+        // the deadline, or lost with a dying task, stay on disk.
+        let mut acks: Vec<(Arc<Ack>, usize)> = Vec::new();
+        for event in &mut events {
+            if let Some(ack) = event.ack.take() {
+                match acks.last_mut() {
+                    Some((last, n)) if Arc::ptr_eq(last, &ack) => *n += 1,
+                    _ => acks.push((ack, 1)),
+                }
+            }
+        }
+        let result = self.deliver_events(stream, events, cancel).await;
+        if result.is_ok() {
+            for (ack, events) in &acks {
+                ack.settled(*events);
+            }
+        }
+        result
+    }
+
+    async fn deliver_events(
+        &self,
+        stream: &str,
+        events: Vec<Event>,
+        cancel: &CancellationToken,
+    ) -> Result<Delivery, usize> {
         let count = events.len();
         if cancel.is_cancelled() || self.ensure_stream_with_retry(stream, cancel).await.is_err() {
             return Err(count);
         }
         let bytes: u64 = events.iter().map(|e| e.message.len() as u64).sum();
-        // Disk buffer acknowledgements are held until this call has settled: they fire when
-        // dropped, and the events themselves are consumed into the request below.
-        let mut acks: Vec<Arc<Ack>> = Vec::new();
-        for event in &mut events {
-            if let Some(ack) = event.ack.take() {
-                if !acks.last().is_some_and(|last| Arc::ptr_eq(last, &ack)) {
-                    acks.push(ack);
-                }
-            }
-        }
-        let _settle_acks_on_return = acks;
         // The messages move into the request input (no copy); each attempt sends a clone
         // of it, because the SDK consumes its input.
         let input: Vec<InputLogEvent> = events

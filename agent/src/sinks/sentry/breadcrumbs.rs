@@ -81,10 +81,10 @@ impl BreadcrumbStore {
         self.bytes += crumb.cost();
         if let Some(crumbs) = self.by_request.get_mut(request_id) {
             crumbs.push_back(crumb);
-            if crumbs.len() > self.per_request {
-                if let Some(old) = crumbs.pop_front() {
-                    self.bytes -= old.cost();
-                }
+            if crumbs.len() > self.per_request
+                && let Some(old) = crumbs.pop_front()
+            {
+                self.bytes -= old.cost();
             }
         } else {
             while self.by_request.len() >= self.max_requests {
@@ -108,10 +108,10 @@ impl BreadcrumbStore {
     }
 
     fn evict_oldest(&mut self) {
-        if let Some(id) = self.order.pop_front() {
-            if let Some(crumbs) = self.by_request.remove(&id) {
-                self.bytes -= crumbs.iter().map(Crumb::cost).sum::<usize>();
-            }
+        if let Some(id) = self.order.pop_front()
+            && let Some(crumbs) = self.by_request.remove(&id)
+        {
+            self.bytes -= crumbs.iter().map(Crumb::cost).sum::<usize>();
         }
     }
 

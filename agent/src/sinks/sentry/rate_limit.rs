@@ -20,7 +20,9 @@ pub(crate) struct RateLimits {
 
 fn seconds(text: &str) -> Option<Duration> {
     let value: f64 = text.trim().parse().ok()?;
-    (value.is_finite() && value >= 0.0).then(|| Duration::from_secs_f64(value).min(MAX_RETRY_AFTER))
+    // Capped before the conversion: `from_secs_f64` panics on values a u64 cannot hold.
+    (value.is_finite() && value >= 0.0)
+        .then(|| Duration::from_secs_f64(value.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
 
 impl RateLimits {
@@ -84,6 +86,15 @@ impl RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_durations_are_capped_not_a_crash() {
+        for text in ["1e20", "18446744073709551616", "1e308"] {
+            assert_eq!(seconds(text), Some(MAX_RETRY_AFTER), "{text}");
+        }
+        assert_eq!(seconds("-1"), None);
+        assert_eq!(seconds("NaN"), None);
+    }
 
     #[test]
     fn a_bare_429_limits_everything_for_60_seconds() {

@@ -60,15 +60,15 @@ fn short(text: &str) -> String {
 fn split_location(location: &str) -> (&str, Option<u64>, Option<u64>) {
     let location = location.trim();
     let number = |s: &str| s.parse::<u64>().ok().filter(|_| !s.is_empty());
-    if let Some((head, last)) = location.rsplit_once(':') {
-        if let Some(last) = number(last) {
-            if let Some((file, line)) = head.rsplit_once(':') {
-                if let Some(line) = number(line) {
-                    return (file, Some(line), Some(last));
-                }
-            }
-            return (head, Some(last), None);
+    if let Some((head, last)) = location.rsplit_once(':')
+        && let Some(last) = number(last)
+    {
+        if let Some((file, line)) = head.rsplit_once(':')
+            && let Some(line) = number(line)
+        {
+            return (file, Some(line), Some(last));
         }
+        return (head, Some(last), None);
     }
     (location, None, None)
 }

@@ -458,10 +458,11 @@ impl Followed {
             self.committed = 0;
             self.fingerprint = Fingerprint::default();
         }
-        if self.fingerprint.len < Fingerprint::MAX_BYTES && size > self.fingerprint.len {
-            if let Ok(fingerprint) = Fingerprint::read(&self.file, size) {
-                self.fingerprint = fingerprint;
-            }
+        if self.fingerprint.len < Fingerprint::MAX_BYTES
+            && size > self.fingerprint.len
+            && let Ok(fingerprint) = Fingerprint::read(&self.file, size)
+        {
+            self.fingerprint = fingerprint;
         }
         Ok(())
     }

@@ -368,7 +368,7 @@ async fn back_pressure_keeps_the_checkpoint_at_accepted_lines() {
     let offset = stored(dir.path())[0].offset as usize;
     let line_bytes = all[0].len() + 1;
     assert!(
-        offset > 0 && offset % line_bytes == 0,
+        offset > 0 && offset.is_multiple_of(line_bytes),
         "offset {offset} is at the end of a line"
     );
     assert!(
