@@ -48,7 +48,9 @@ pub struct SentryConfig {
     /// event then carries the count (`extra.suppressed_count`). 0 sends every error.
     #[serde(default = "default_dedup_window_secs")]
     pub dedup_window_secs: u64,
-    /// Fingerprints remembered for de-duplication; the oldest window closes early beyond.
+    /// Fingerprints remembered for de-duplication (default 1000, at most 10000); the oldest
+    /// window closes early beyond. Each open window keeps one sample line of at most 8 KiB,
+    /// so this bounds that memory (8 MiB at the default, in the worst case).
     #[serde(default = "default_max_fingerprints")]
     pub max_fingerprints: usize,
     /// Breadcrumbs per event: the last log events of the same request before the error.
@@ -337,9 +339,9 @@ impl SentryConfig {
             "must be 0..=86400",
         );
         check(
-            (1..=100_000).contains(&self.max_fingerprints),
+            (1..=10_000).contains(&self.max_fingerprints),
             "max_fingerprints",
-            "must be 1..=100000",
+            "must be 1..=10000",
         );
         check(self.breadcrumbs <= 100, "breadcrumbs", "must be 0..=100");
         check(
