@@ -2,50 +2,11 @@
 //! GetLogEvents, in order, redacted, with 30-day retention on the group.
 
 use std::io::Write;
-use std::process::Command;
 use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
 
-use crate::support::{Agent, Options, repo_root};
-
-struct Moto {
-    dir: tempfile::TempDir,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let output = Command::new(repo_root().join("scripts/services.sh"))
-            .arg("start")
-            .arg(dir.path())
-            .arg("moto")
-            .output()
-            .expect("services.sh");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let env = std::fs::read_to_string(dir.path().join("env")).unwrap();
-        let endpoint = env
-            .lines()
-            .find_map(|l| l.strip_prefix("export AWS_ENDPOINT_URL="))
-            .expect("AWS_ENDPOINT_URL")
-            .to_owned();
-        Self { dir, endpoint }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("scripts/services.sh"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
-    }
-}
+use crate::support::{Agent, Moto, Options};
 
 fn client(endpoint: &str) -> aws_sdk_cloudwatchlogs::Client {
     let config = aws_sdk_cloudwatchlogs::Config::builder()

@@ -5,53 +5,10 @@
 //! while names outside the managed prefix (Terraform's) are never touched.
 
 use std::path::Path;
-use std::process::Command;
 
 use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
 
-use crate::support::{agent_command, repo_root};
-
-/// The emulator, started with the project's script on a free loopback port.
-struct Moto {
-    dir: tempfile::TempDir,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let output = Command::new(repo_root().join("scripts/services.sh"))
-            .arg("start")
-            .arg(dir.path())
-            .arg("moto")
-            .output()
-            .expect("services.sh");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let env = std::fs::read_to_string(dir.path().join("moto/env"))
-            .or_else(|_| std::fs::read_to_string(dir.path().join("env")))
-            .unwrap();
-        let endpoint = env
-            .lines()
-            .find_map(|l| l.strip_prefix("export AWS_ENDPOINT_URL="))
-            .expect("AWS_ENDPOINT_URL")
-            .to_owned();
-        assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
-        Self { dir, endpoint }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("scripts/services.sh"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
-    }
-}
+use crate::support::{Moto, agent_command, repo_root};
 
 fn cloudwatch(endpoint: &str) -> aws_sdk_cloudwatch::Client {
     let config = aws_sdk_cloudwatch::Config::builder()

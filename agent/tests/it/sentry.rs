@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::fake_cwl::FakeCwl;
-use crate::support::{Agent, Options, eventually, repo_root};
+use crate::support::{Agent, Moto, Options, eventually, repo_root};
 
 const KEY: &str = "0b5e55ed1dea4b1d";
 
@@ -466,45 +466,6 @@ async fn a_429_and_rate_limit_headers_are_honoured() {
     assert_eq!(fake.count(), 2);
 }
 
-struct Moto {
-    dir: tempfile::TempDir,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let output = Command::new(repo_root().join("scripts/services.sh"))
-            .arg("start")
-            .arg(dir.path())
-            .arg("moto")
-            .output()
-            .expect("services.sh");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let env = std::fs::read_to_string(dir.path().join("env")).unwrap();
-        let endpoint = env
-            .lines()
-            .find_map(|l| l.strip_prefix("export AWS_ENDPOINT_URL="))
-            .expect("AWS_ENDPOINT_URL")
-            .to_owned();
-        Self { dir, endpoint }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("scripts/services.sh"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
-    }
-}
-
-// The library part passes now; the agent part waits on the wiring in agent/src/lib.rs.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dsn_comes_from_secrets_manager() {
     use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};

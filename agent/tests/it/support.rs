@@ -22,6 +22,47 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// The AWS emulator, started with the project's script on a free loopback port and
+/// stopped when dropped.
+pub(crate) struct Moto {
+    dir: tempfile::TempDir,
+    pub(crate) endpoint: String,
+}
+
+impl Moto {
+    pub(crate) fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let output = Command::new(repo_root().join("scripts/services.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .arg("moto")
+            .output()
+            .expect("services.sh");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let env = std::fs::read_to_string(dir.path().join("env")).unwrap();
+        let endpoint = env
+            .lines()
+            .find_map(|l| l.strip_prefix("export AWS_ENDPOINT_URL="))
+            .expect("AWS_ENDPOINT_URL")
+            .to_owned();
+        assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+        Self { dir, endpoint }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/services.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
 /// A running agent with its config in a temp dir.
 pub(crate) struct Agent {
     pub(crate) child: Child,
