@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, escape_label, family};
 use crate::pipeline::budget::MemoryBudget;
 use crate::request_metrics::Recorder;
 use crate::uptime::UptimeState;
@@ -91,10 +91,8 @@ pub fn render(state: &AdminState) -> String {
                 u64::from(disk.blocked()),
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
+            family(&mut out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {value}");
         }
     }
     if let Some(recorder) = &state.recorder {
@@ -102,9 +100,11 @@ pub fn render(state: &AdminState) -> String {
     }
     let probes = state.uptime.latest();
     if !probes.is_empty() {
-        let _ = writeln!(
-            out,
-            "# HELP agent_health_check_up 1 when the endpoint's last probe answered 2xx in time.\n# TYPE agent_health_check_up gauge"
+        family(
+            &mut out,
+            "agent_health_check_up",
+            "gauge",
+            "1 when the endpoint's last probe answered 2xx in time.",
         );
         for (endpoint, result) in &probes {
             let _ = writeln!(
@@ -114,9 +114,11 @@ pub fn render(state: &AdminState) -> String {
                 u8::from(result.healthy)
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP agent_health_check_latency_seconds The endpoint's last probe latency.\n# TYPE agent_health_check_latency_seconds gauge"
+        family(
+            &mut out,
+            "agent_health_check_latency_seconds",
+            "gauge",
+            "The endpoint's last probe latency.",
         );
         for (endpoint, result) in &probes {
             let _ = writeln!(
@@ -128,12 +130,4 @@ pub fn render(state: &AdminState) -> String {
         }
     }
     out
-}
-
-/// A Prometheus label value: backslash, quote and newline escaped.
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }

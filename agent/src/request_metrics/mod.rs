@@ -223,15 +223,11 @@ impl PromHistogram {
 
 /// Prometheus label set of a key, values escaped.
 fn labels(key: &TimingKey) -> String {
-    let escape = |v: &str| {
-        v.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-    };
+    use crate::metrics::escape_label;
     format!(
         "route=\"{}\",method=\"{}\",status_class=\"{}\"",
-        escape(&key.route),
-        escape(&key.method),
+        escape_label(&key.route),
+        escape_label(&key.method),
         key.status_class
     )
 }
