@@ -11,12 +11,6 @@ use std::time::{Duration, Instant};
 use crate::fake_cwl::FakeCwl;
 use crate::support::{Agent, Options, eventually, numbered_lines};
 
-async fn fake() -> (FakeCwl, String, tokio::task::JoinHandle<()>) {
-    let fake = FakeCwl::default();
-    let (addr, handle) = fake.serve(0).await;
-    (fake, format!("http://{addr}"), handle)
-}
-
 fn options(endpoint: &str, dir: &Path, grace: u64) -> Options {
     let mut options = Options::new(endpoint.to_owned());
     options.shutdown_grace_secs = grace;
@@ -63,7 +57,7 @@ async fn finish(mut agent: Agent) -> (Option<i32>, String) {
 #[allow(clippy::print_stderr, reason = "the figures the issue asks to report")]
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_mid_stream_then_restart_delivers_everything_accepted() {
-    let (fake, endpoint, _server) = fake().await;
+    let (fake, endpoint, _server) = FakeCwl::start().await;
     let dir = tempfile::tempdir().unwrap();
     // Slow answers: part of the stream is delivered, part in flight, part on disk at the kill.
     fake.behaviour.delay_ms.store(200, Ordering::SeqCst);
@@ -128,7 +122,7 @@ async fn kill_9_mid_stream_then_restart_delivers_everything_accepted() {
 #[allow(clippy::print_stderr, reason = "the figures the issue asks to report")]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_60_second_outage_during_a_steady_stream_loses_nothing() {
-    let (fake, endpoint, _server) = fake().await;
+    let (fake, endpoint, _server) = FakeCwl::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut agent = Agent::start(&options(&endpoint, dir.path(), 20));
     let admin = agent.admin_port;
@@ -195,7 +189,7 @@ async fn a_60_second_outage_during_a_steady_stream_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_with_a_backlog_the_endpoint_refuses_keeps_it_on_disk_for_the_next_start() {
-    let (fake, endpoint, _server) = fake().await;
+    let (fake, endpoint, _server) = FakeCwl::start().await;
     let dir = tempfile::tempdir().unwrap();
     fake.behaviour.unavailable.store(true, Ordering::SeqCst);
     let mut agent = Agent::start(&options(&endpoint, dir.path(), 2));
@@ -226,7 +220,7 @@ async fn sigterm_with_a_backlog_the_endpoint_refuses_keeps_it_on_disk_for_the_ne
 
 #[tokio::test(flavor = "multi_thread")]
 async fn at_the_size_cap_inputs_wait_and_ready_says_so_then_everything_is_delivered() {
-    let (fake, endpoint, _server) = fake().await;
+    let (fake, endpoint, _server) = FakeCwl::start().await;
     let dir = tempfile::tempdir().unwrap();
     fake.behaviour.unavailable.store(true, Ordering::SeqCst);
     let mut options = options(&endpoint, dir.path(), 10);

@@ -47,6 +47,13 @@ pub(crate) struct FakeCwl {
 }
 
 impl FakeCwl {
+    /// A fake serving on a free loopback port: itself, its endpoint URL and the server task.
+    pub(crate) async fn start() -> (Self, String, tokio::task::JoinHandle<()>) {
+        let fake = Self::default();
+        let (addr, handle) = fake.serve(0).await;
+        (fake, format!("http://{addr}"), handle)
+    }
+
     /// Serves on 127.0.0.1:`port` (0 = any); returns the address and a handle to stop it.
     pub(crate) async fn serve(&self, port: u16) -> (SocketAddr, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))

@@ -7,12 +7,6 @@ use std::time::Duration;
 use crate::fake_cwl::FakeCwl;
 use crate::support::{Agent, Options, assert_exactly_once, eventually, numbered_lines};
 
-async fn fake() -> (FakeCwl, String, tokio::task::JoinHandle<()>) {
-    let fake = FakeCwl::default();
-    let (addr, handle) = fake.serve(0).await;
-    (fake, format!("http://{addr}"), handle)
-}
-
 fn assert_no_violations(fake: &FakeCwl) {
     let recorded = fake.recorded.lock().unwrap();
     assert!(
@@ -24,7 +18,7 @@ fn assert_no_violations(fake: &FakeCwl) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn throttled_calls_are_retried_until_everything_is_delivered_once() {
-    let (fake, endpoint, _server) = fake().await;
+    let (fake, endpoint, _server) = FakeCwl::start().await;
     fake.behaviour.throttle_next.store(6, Ordering::SeqCst);
     let mut agent = Agent::start(&Options::new(endpoint));
     agent.write_lines(&numbered_lines(0, 5_000));
@@ -46,7 +40,7 @@ async fn throttled_calls_are_retried_until_everything_is_delivered_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn throttling_storm_on_every_other_call_loses_nothing() {
-    let (fake, endpoint, _server) = fake().await;
+    let (fake, endpoint, _server) = FakeCwl::start().await;
     fake.behaviour
         .throttle_alternate
         .store(true, Ordering::SeqCst);
@@ -75,7 +69,7 @@ async fn throttling_storm_on_every_other_call_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn outage_then_recovery_drains_the_backlog() {
-    let (fake, endpoint, _server) = fake().await;
+    let (fake, endpoint, _server) = FakeCwl::start().await;
     fake.behaviour.unavailable.store(true, Ordering::SeqCst);
     let mut agent = Agent::start(&Options::new(endpoint));
     agent.write_lines(&numbered_lines(0, 2_000));
@@ -119,7 +113,7 @@ async fn outage_then_recovery_drains_the_backlog() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_stream_flushes_what_was_accepted_within_the_grace() {
-    let (fake, endpoint, _server) = fake().await;
+    let (fake, endpoint, _server) = FakeCwl::start().await;
     // Slow answers, so that a backlog is in flight when SIGTERM arrives.
     fake.behaviour.delay_ms.store(300, Ordering::SeqCst);
     let mut options = Options::new(endpoint);
@@ -149,7 +143,7 @@ async fn sigterm_mid_stream_flushes_what_was_accepted_within_the_grace() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_deadline_reports_what_could_not_be_sent() {
-    let (fake, endpoint, _server) = fake().await;
+    let (fake, endpoint, _server) = FakeCwl::start().await;
     fake.behaviour.unavailable.store(true, Ordering::SeqCst);
     let mut options = Options::new(endpoint);
     options.shutdown_grace_secs = 2;
@@ -182,7 +176,7 @@ async fn shutdown_deadline_reports_what_could_not_be_sent() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_ceiling_slows_the_input_instead_of_growing() {
-    let (fake, endpoint, _server) = fake().await;
+    let (fake, endpoint, _server) = FakeCwl::start().await;
     fake.behaviour.unavailable.store(true, Ordering::SeqCst);
     let mut options = Options::new(endpoint);
     options.memory_limit_mib = 4;
@@ -242,7 +236,7 @@ async fn memory_ceiling_slows_the_input_instead_of_growing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn emf_output_writes_spec_valid_documents_with_the_emf_header() {
-    let (fake, endpoint, _server) = fake().await;
+    let (fake, endpoint, _server) = FakeCwl::start().await;
     let mut options = Options::new(endpoint);
     options.metrics =
         "[metrics]\npublish = \"emf\"\nperiod_secs = 10\nnamespace = \"Test/Emf\"\n".into();
