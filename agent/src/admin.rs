@@ -72,7 +72,7 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
 /// metrics and the latest health probes.
 pub fn render(state: &AdminState) -> String {
     use std::fmt::Write as _;
-    let mut out = state.metrics.render(&state.budget);
+    let mut out = state.metrics.render(state.budget.usage());
     if let Some(disk) = &state.disk {
         for (name, help, value) in [
             (

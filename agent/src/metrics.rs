@@ -5,7 +5,14 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::pipeline::budget::MemoryBudget;
+/// The memory budget as `/metrics` shows it (`agent_buffer_bytes`, `agent_buffer_limit_bytes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BufferUsage {
+    /// Bytes held by accepted, undelivered events.
+    pub in_use: usize,
+    /// The ceiling.
+    pub limit: usize,
+}
 
 /// Where events came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -336,7 +343,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self, budget: &MemoryBudget) -> String {
+    pub fn render(&self, budget: BufferUsage) -> String {
         let mut out = String::with_capacity(4096);
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         family(
@@ -545,14 +552,14 @@ impl Metrics {
             "gauge",
             "Bytes of accepted events not yet delivered.",
         );
-        let _ = writeln!(out, "agent_buffer_bytes {}", budget.in_use());
+        let _ = writeln!(out, "agent_buffer_bytes {}", budget.in_use);
         family(
             &mut out,
             "agent_buffer_limit_bytes",
             "gauge",
             "The configured memory ceiling for buffered events.",
         );
-        let _ = writeln!(out, "agent_buffer_limit_bytes {}", budget.limit());
+        let _ = writeln!(out, "agent_buffer_limit_bytes {}", budget.limit);
         if let Some(rss) = resident_memory_bytes() {
             family(
                 &mut out,
@@ -596,7 +603,10 @@ mod tests {
         metrics.received(SourceKind::Stdin, 3, 30);
         metrics.dropped(DropReason::TooOld, 2);
         metrics.request(true, Duration::from_millis(30));
-        let text = metrics.render(&MemoryBudget::new(1000));
+        let text = metrics.render(BufferUsage {
+            in_use: 0,
+            limit: 1000,
+        });
         assert!(text.contains("agent_events_received_total{source=\"stdin\"} 3\n"));
         assert!(text.contains("agent_events_dropped_total{reason=\"too_old\"} 2\n"));
         assert!(text.contains("agent_put_log_events_duration_seconds_bucket{le=\"0.025\"} 0\n"));

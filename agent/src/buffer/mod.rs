@@ -36,8 +36,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::DiskBufferConfig;
 use crate::metrics::Metrics;
 use crate::pipeline::budget::MemoryBudget;
-use crate::pipeline::event::Event;
-use crate::pipeline::{Batch, Closed};
+use crate::pipeline::event::{Ack, Acknowledge, Event};
+use crate::pipeline::output::BoxFuture;
+use crate::pipeline::{Batch, Closed, Output, TrySendError};
 
 /// Appends grouped into one write and one fsync, at most.
 const GROUP_BYTES: usize = 8 << 20;
@@ -48,12 +49,12 @@ const POLL: Duration = Duration::from_millis(100);
 /// Pause before retrying a failed write (disk full, I/O error).
 const WRITE_RETRY: Duration = Duration::from_secs(1);
 
-/// The acknowledgement of one record, shared by its events. Each event must be
-/// [`settled`](Self::settled) (stored by CloudWatch, or dropped for a final reason); when
+/// The acknowledgement of one record, shared by its events (as the pipeline's [`Ack`]).
+/// Each event must be settled (stored by CloudWatch, or dropped for a final reason); when
 /// the last holder is dropped and every event was settled, the record is acknowledged.
 /// Anything else (the shutdown deadline, a sink task that died) leaves it on disk.
 #[derive(Debug)]
-pub struct Ack {
+struct RecordAck {
     seq: u64,
     offset: u64,
     bytes: u64,
@@ -63,22 +64,13 @@ pub struct Ack {
     abandon: CancellationToken,
 }
 
-impl Ack {
-    /// `events` of this record reached a final outcome.
-    pub fn settled(&self, events: usize) {
+impl Acknowledge for RecordAck {
+    fn settled(&self, events: usize) {
         self.unsettled.fetch_sub(events as u64, Ordering::AcqRel);
     }
 }
 
-impl PartialEq for Ack {
-    fn eq(&self, other: &Self) -> bool {
-        (self.seq, self.offset) == (other.seq, other.offset)
-    }
-}
-
-impl Eq for Ack {}
-
-impl Drop for Ack {
+impl Drop for RecordAck {
     fn drop(&mut self) {
         if *self.unsettled.get_mut() == 0 && !self.abandon.is_cancelled() {
             let _ = self.acks.send((self.seq, self.offset, self.bytes));
@@ -224,6 +216,44 @@ impl Writer {
             .await
             .map_err(|_| Closed)?;
         wait.await.map_err(|_| Closed)
+    }
+}
+
+/// The pipeline's output into the buffer: a batch counts as accepted once it is written
+/// (synced with `fsync = "batch"`); the buffer's reader feeds the sink.
+///
+/// A push dropped after its record reached the writer still writes it: the source then
+/// does not acknowledge lines that will be delivered, and its client sends them again (a
+/// duplicate, never a loss).
+#[derive(Debug)]
+pub struct DiskOutput {
+    writer: Writer,
+    status: Status,
+}
+
+impl DiskOutput {
+    /// An output appending with `writer`, refusing `try_push` while `status` is full.
+    pub fn new(writer: Writer, status: Status) -> Self {
+        Self { writer, status }
+    }
+}
+
+impl Output for DiskOutput {
+    fn push(&self, events: Vec<Event>, _cost: usize) -> BoxFuture<'_, Result<(), Closed>> {
+        Box::pin(async move { self.writer.append(&events).await })
+    }
+
+    fn try_push(
+        &self,
+        events: Vec<Event>,
+        _cost: usize,
+    ) -> BoxFuture<'_, Result<(), TrySendError>> {
+        Box::pin(async move {
+            if self.status.blocked() || self.status.bytes() >= self.status.limit() {
+                return Err(TrySendError::Full);
+            }
+            Ok(self.writer.append(&events).await?)
+        })
     }
 }
 
@@ -753,14 +783,14 @@ fn read_loop(
                 let _ = acks.send((seq, at, bytes));
                 continue;
             };
-            let ack = Arc::new(Ack {
+            let ack = Ack::new(Arc::new(RecordAck {
                 seq,
                 offset: at,
                 bytes,
                 unsettled: AtomicU64::new(events.len() as u64),
                 acks: acks.clone(),
                 abandon: abandon.clone(),
-            });
+            }));
             for event in &mut events {
                 event.ack = Some(ack.clone());
             }
@@ -1118,7 +1148,7 @@ mod tests {
             "not accepted while the disk refuses it"
         );
         assert!(status.blocked(), "shows in /ready and /metrics");
-        let text = metrics.render(&MemoryBudget::new(1));
+        let text = metrics.render(MemoryBudget::new(1).usage());
         assert!(
             !text.contains("agent_disk_buffer_write_errors_total 0\n"),
             "write errors are counted"

@@ -39,6 +39,14 @@ impl MemoryBudget {
         self.inner.limit
     }
 
+    /// What `/metrics` shows of the budget.
+    pub fn usage(&self) -> crate::metrics::BufferUsage {
+        crate::metrics::BufferUsage {
+            in_use: self.in_use(),
+            limit: self.limit(),
+        }
+    }
+
     /// Bytes currently held by accepted, undelivered events.
     pub fn in_use(&self) -> usize {
         self.inner.in_use.load(Ordering::Relaxed)
@@ -66,6 +74,26 @@ impl MemoryBudget {
         Some(bytes)
     }
 
+    /// Like [`acquire`](Self::acquire), but the bytes come back by themselves when the
+    /// returned guard is dropped, unless [`Held::keep`] hands them on: a caller cancelled
+    /// between taking and queueing leaks nothing.
+    pub async fn acquire_held(&self, bytes: usize) -> Held<'_> {
+        let bytes = self.acquire(bytes).await;
+        Held {
+            budget: self,
+            bytes,
+        }
+    }
+
+    /// [`try_acquire`](Self::try_acquire) with a guard, as [`acquire_held`](Self::acquire_held).
+    pub fn try_acquire_held(&self, bytes: usize) -> Option<Held<'_>> {
+        let bytes = self.try_acquire(bytes)?;
+        Some(Held {
+            budget: self,
+            bytes,
+        })
+    }
+
     /// Gives back bytes taken by `acquire`/`try_acquire`.
     pub fn release(&self, bytes: usize) {
         if bytes > 0 {
@@ -76,6 +104,27 @@ impl MemoryBudget {
 
     fn clamp(&self, bytes: usize) -> usize {
         bytes.clamp(1, self.inner.limit.min(u32::MAX as usize))
+    }
+}
+
+/// Budget bytes taken and given back on drop unless kept.
+#[derive(Debug)]
+#[must_use = "dropping it gives the bytes back at once"]
+pub struct Held<'a> {
+    budget: &'a MemoryBudget,
+    bytes: usize,
+}
+
+impl Held<'_> {
+    /// Keeps the bytes taken (whoever now holds the events releases them); returns how many.
+    pub fn keep(mut self) -> usize {
+        std::mem::take(&mut self.bytes)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
     }
 }
 
@@ -99,6 +148,26 @@ mod tests {
         budget.release(60);
         assert_eq!(waiter.await.unwrap(), 50);
         assert_eq!(budget.in_use(), 50);
+    }
+
+    #[tokio::test]
+    async fn a_held_acquisition_dropped_before_it_is_kept_gives_the_bytes_back() {
+        let budget = MemoryBudget::new(100);
+        drop(budget.acquire_held(40).await);
+        assert_eq!(budget.in_use(), 0);
+        assert_eq!(budget.acquire_held(40).await.keep(), 40);
+        assert_eq!(budget.in_use(), 40);
+        // A waiter cancelled while it waits takes nothing.
+        let waiting = {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.acquire_held(80).await.keep() })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waiting.abort();
+        let _ = waiting.await;
+        budget.release(40);
+        assert_eq!(budget.in_use(), 0);
+        assert_eq!(budget.try_acquire(100), Some(100));
     }
 
     #[tokio::test]

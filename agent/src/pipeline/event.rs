@@ -89,7 +89,7 @@ pub struct Event {
     pub request_id: Option<Box<str>>,
     /// With the disk buffer: the acknowledgement of the record this event was read from,
     /// given when the last of its events is settled.
-    pub ack: Option<Arc<crate::buffer::Ack>>,
+    pub ack: Option<Ack>,
 }
 
 impl Event {
@@ -99,6 +99,43 @@ impl Event {
         self.message.len() + EVENT_OVERHEAD
     }
 }
+
+/// What a stored record does once its events reach a final outcome: implemented by the disk
+/// buffer, whose record is acknowledged (deleted) when every event was settled and the last
+/// [`Ack`] is dropped. Sinks only call [`Ack::settled`]; they never know what stores it.
+pub trait Acknowledge: Send + Sync + std::fmt::Debug {
+    /// `events` of the record were stored by the sink, or dropped for a final reason.
+    fn settled(&self, events: usize);
+}
+
+/// The acknowledgement of the record an event was read from, shared by the record's events.
+#[derive(Debug, Clone)]
+pub struct Ack(Arc<dyn Acknowledge>);
+
+impl Ack {
+    /// Wraps a record's acknowledgement.
+    pub fn new(record: Arc<dyn Acknowledge>) -> Self {
+        Self(record)
+    }
+
+    /// `events` of this record reached a final outcome.
+    pub fn settled(&self, events: usize) {
+        self.0.settled(events);
+    }
+
+    /// Whether both are the acknowledgement of the same record.
+    pub fn same_record(&self, other: &Self) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(&self.0), Arc::as_ptr(&other.0))
+    }
+}
+
+impl PartialEq for Ack {
+    fn eq(&self, other: &Self) -> bool {
+        self.same_record(other)
+    }
+}
+
+impl Eq for Ack {}
 
 /// Approximate bytes of bookkeeping per event (struct, vector slot, allocator rounding).
 pub const EVENT_OVERHEAD: usize = 64;

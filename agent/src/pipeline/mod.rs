@@ -10,25 +10,37 @@
 pub mod budget;
 pub mod ecs;
 pub mod event;
+pub mod output;
 pub mod parse;
 pub mod redact;
+pub mod timing;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use self::budget::MemoryBudget;
 use self::event::{Event, RawLine};
+pub use self::output::{Closed, MemoryOutput, Output, TrySendError};
 use self::parse::ParseFields;
 use self::redact::Redactor;
-use crate::buffer;
+use self::timing::RequestTiming;
 use crate::metrics::{Metrics, SourceKind};
-use crate::request_metrics::{Recorder, RequestTiming};
-use crate::sinks::sentry::SentryTap;
 
 /// Appended to an event cut to the size CloudWatch Logs accepts.
 pub const TRUNCATION_MARKER: &str = "...[truncated by agent]";
+
+/// Sees what the pipeline processes, on the source's task, before it is queued: the Sentry
+/// sink's tap (error events and their breadcrumbs) and the request-timing recorder. Must be
+/// quick and must not block: it runs on the hot path.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// Every processed event of a batch, in order.
+    fn events(&self, _events: &[Event]) {}
+    /// The request timings read from a batch's access-log events.
+    fn timings(&self, _timings: Vec<RequestTiming>) {}
+}
 
 /// Turns raw lines into events.
 #[derive(Debug, Clone)]
@@ -36,8 +48,7 @@ pub struct Processor {
     fields: ParseFields,
     redactor: Option<Redactor>,
     max_event_bytes: usize,
-    recorder: Option<Recorder>,
-    sentry: Option<SentryTap>,
+    observers: Vec<Arc<dyn Observer>>,
     fields_request_id: Option<String>,
 }
 
@@ -49,39 +60,42 @@ impl Processor {
             fields,
             redactor,
             max_event_bytes: max_event_bytes.max(TRUNCATION_MARKER.len() + 4),
-            recorder: None,
-            sentry: None,
+            observers: Vec::new(),
             fields_request_id: None,
         }
     }
 
-    /// Also shows every event to the Sentry sink's `tap` (error events and the breadcrumbs
-    /// that lead to them), reading each line's request id from `request_id_field`.
-    pub fn with_sentry(mut self, tap: SentryTap, request_id_field: String) -> Self {
-        self.fields_request_id = Some(request_id_field);
-        self.sentry = Some(tap);
+    /// Also shows every batch to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observers.push(observer);
         self
     }
 
-    /// Shows a batch of processed events to the Sentry sink, when there is one.
+    /// Also reads each line's request id from `field` (Sentry's breadcrumbs group by it).
+    pub fn with_request_id_field(mut self, field: String) -> Self {
+        self.fields_request_id = Some(field);
+        self
+    }
+
+    /// Shows a batch of processed events to the observers.
     fn observe(&self, events: &[Event]) {
-        if let Some(tap) = &self.sentry {
-            tap.observe(events);
+        for observer in &self.observers {
+            observer.events(events);
         }
     }
 
-    /// Hands collected timings to the recorder (one lock for the batch).
+    /// Hands collected timings to the observers (the recorder takes its lock once a batch).
     pub fn record(&self, timings: Vec<RequestTiming>) {
-        if let (Some(recorder), false) = (&self.recorder, timings.is_empty()) {
-            recorder.record_all(timings);
+        if timings.is_empty() {
+            return;
         }
-    }
-
-    /// Also records the request timing of access-log events (when `fields.timing` names
-    /// their fields) into `recorder`.
-    pub fn with_recorder(mut self, recorder: Recorder) -> Self {
-        self.recorder = Some(recorder);
-        self
+        if let [observer] = self.observers.as_slice() {
+            observer.timings(timings);
+        } else {
+            for observer in &self.observers {
+                observer.timings(timings.clone());
+            }
+        }
     }
 
     /// One line → one event. Never fails and never drops: a line that is not JSON, or not
@@ -169,40 +183,15 @@ impl Batch {
     }
 }
 
-/// The pipeline has shut down; nothing more is accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the pipeline is closed")]
-pub struct Closed;
-
-/// Why [`EventSender::try_send`] refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TrySendError {
-    /// The memory ceiling is reached; try again later.
-    #[error("the pipeline is full")]
-    Full,
-    /// More than the whole budget: it could never be accepted.
-    #[error("larger than the memory ceiling")]
-    TooLarge,
-    /// The pipeline has shut down.
-    #[error("the pipeline is closed")]
-    Closed,
-}
-
 #[derive(Debug)]
 struct Shared {
-    output: Output,
+    output: Box<dyn Output>,
     budget: MemoryBudget,
     processor: Processor,
     metrics: Arc<Metrics>,
-}
-
-/// Where accepted batches go.
-#[derive(Debug)]
-enum Output {
-    /// Straight to the sink, holding the memory budget until delivered.
-    Memory(mpsc::Sender<Batch>),
-    /// Into the disk buffer (accepted once written), whose reader feeds the sink.
-    Disk(buffer::Writer, buffer::Status),
+    /// Fires when inputs must stop: a source waiting in `send` gives up (its lines are not
+    /// accepted, so not acknowledged).
+    closed: CancellationToken,
 }
 
 /// A source's handle into the pipeline. Cheap to clone.
@@ -212,44 +201,22 @@ pub struct EventSender {
     source: SourceKind,
 }
 
-/// Creates the pipeline: the sender side for sources and the receiver for the sink.
+/// Creates the in-memory pipeline: the sender side for sources and the receiver for the
+/// sink (the budget bounds memory; the channel only bounds the number of batches).
 pub fn channel(
     processor: Processor,
     budget: MemoryBudget,
     metrics: Arc<Metrics>,
 ) -> (EventSenders, mpsc::Receiver<Batch>) {
-    // The budget bounds memory; the channel only bounds the number of batches.
-    let (tx, rx) = mpsc::channel(1024);
-    (
-        EventSenders {
-            shared: Arc::new(Shared {
-                output: Output::Memory(tx),
-                budget,
-                processor,
-                metrics,
-            }),
-        },
-        rx,
-    )
-}
-
-/// Creates the pipeline in front of a disk buffer: sources' batches count as accepted once
-/// `writer` has them on disk; the buffer's reader feeds the sink.
-pub fn channel_to_disk(
-    processor: Processor,
-    budget: MemoryBudget,
-    metrics: Arc<Metrics>,
-    writer: buffer::Writer,
-    status: buffer::Status,
-) -> EventSenders {
-    EventSenders {
-        shared: Arc::new(Shared {
-            output: Output::Disk(writer, status),
-            budget,
-            processor,
-            metrics,
-        }),
-    }
+    let (output, rx) = MemoryOutput::new(budget.clone());
+    let senders = EventSenders::new(
+        processor,
+        budget,
+        metrics,
+        Box::new(output),
+        CancellationToken::new(),
+    );
+    (senders, rx)
 }
 
 /// Hands out one [`EventSender`] per source. Dropping it and every sender closes the
@@ -260,6 +227,26 @@ pub struct EventSenders {
 }
 
 impl EventSenders {
+    /// A pipeline writing to `output`; chunks are sized against `budget`; `closed` makes
+    /// waiting senders give up.
+    pub fn new(
+        processor: Processor,
+        budget: MemoryBudget,
+        metrics: Arc<Metrics>,
+        output: Box<dyn Output>,
+        closed: CancellationToken,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                output,
+                budget,
+                processor,
+                metrics,
+                closed,
+            }),
+        }
+    }
+
     /// A sender labelled with `source` in the metrics.
     pub fn for_source(&self, source: SourceKind) -> EventSender {
         EventSender {
@@ -271,7 +258,8 @@ impl EventSenders {
 
 impl EventSender {
     /// Processes `lines` and queues them, waiting while the memory ceiling is reached.
-    /// Returns once every line is accepted.
+    /// Returns once every line is accepted, or `Closed` when the pipeline shut down first
+    /// (then a suffix of the lines was not accepted).
     pub async fn send(&self, lines: Vec<RawLine>) -> Result<(), Closed> {
         let shared = &*self.shared;
         let now = now_ms();
@@ -309,16 +297,11 @@ impl EventSender {
     async fn push(&self, events: Vec<Event>, cost: usize, raw_bytes: u64) -> Result<(), Closed> {
         let shared = &*self.shared;
         let count = events.len() as u64;
-        match &shared.output {
-            Output::Memory(tx) => {
-                let taken = shared.budget.acquire(cost).await;
-                debug_assert_eq!(taken, cost.min(shared.budget.limit()));
-                if tx.send(Batch { events }).await.is_err() {
-                    shared.budget.release(taken);
-                    return Err(Closed);
-                }
-            }
-            Output::Disk(writer, _) => writer.append(&events).await?,
+        // Outputs are cancel-safe: a push dropped while waiting gives its budget back.
+        tokio::select! {
+            biased;
+            pushed = shared.output.push(events, cost) => pushed?,
+            () = shared.closed.cancelled() => return Err(Closed),
         }
         shared.metrics.received(self.source, count, raw_bytes);
         Ok(())
@@ -330,52 +313,26 @@ impl EventSender {
     /// means there.
     pub async fn try_send(&self, lines: Vec<RawLine>) -> Result<(), TrySendError> {
         let shared = &*self.shared;
+        if shared.closed.is_cancelled() {
+            return Err(TrySendError::Closed);
+        }
         let now = now_ms();
         let raw_bytes: u64 = lines.iter().map(|l| l.bytes.len() as u64).sum();
         let events: Vec<Event> = lines
             .into_iter()
             .map(|l| shared.processor.process(l, now, &shared.metrics))
             .collect();
-        let batch = Batch { events };
-        let cost = batch.cost();
+        let cost = events.iter().map(Event::cost).sum();
         if cost > shared.budget.limit() / 4 {
             return Err(TrySendError::TooLarge);
         }
-        let tx = match &shared.output {
-            Output::Memory(tx) => tx,
-            Output::Disk(writer, status) => {
-                if status.blocked() || status.bytes() >= status.limit() {
-                    return Err(TrySendError::Full);
-                }
-                shared.processor.observe(&batch.events);
-                writer
-                    .append(&batch.events)
-                    .await
-                    .map_err(|Closed| TrySendError::Closed)?;
-                shared
-                    .metrics
-                    .received(self.source, batch.events.len() as u64, raw_bytes);
-                return Ok(());
-            }
-        };
-        let taken = shared.budget.try_acquire(cost).ok_or(TrySendError::Full)?;
-        let count = batch.events.len() as u64;
-        // Shown to Sentry before the (rarely failing) queueing: a refused request is retried
-        // by its client, and the de-duplication window absorbs the repeat.
-        shared.processor.observe(&batch.events);
-        match tx.try_send(batch) {
-            Ok(()) => {
-                shared.metrics.received(self.source, count, raw_bytes);
-                Ok(())
-            }
-            Err(error) => {
-                shared.budget.release(taken);
-                Err(match error {
-                    mpsc::error::TrySendError::Full(_) => TrySendError::Full,
-                    mpsc::error::TrySendError::Closed(_) => TrySendError::Closed,
-                })
-            }
-        }
+        let count = events.len() as u64;
+        // Shown to the observers before the (rarely failing) queueing: a refused request is
+        // retried by its client, and Sentry's de-duplication window absorbs the repeat.
+        shared.processor.observe(&events);
+        shared.output.try_push(events, cost).await?;
+        shared.metrics.received(self.source, count, raw_bytes);
+        Ok(())
     }
 
     /// The shared metrics (sources count their own errors).
@@ -452,7 +409,7 @@ mod tests {
         let event = processor(1024).process(RawLine::new(vec![b'a', 0xff, b'b', 0]), 1, &m);
         assert_eq!(event.message, "a\u{fffd}b\0");
         assert!(
-            m.render(&MemoryBudget::new(10))
+            m.render(MemoryBudget::new(10).usage())
                 .contains("agent_lines_invalid_utf8_total 1")
         );
     }

@@ -3,11 +3,12 @@
 //! validated). Anything else is shipped as it is.
 
 use std::fmt;
+use std::fmt::Write as _;
 
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 use super::event::Level;
-use crate::request_metrics::RequestTiming;
+use super::timing::RequestTiming;
 
 /// What the parse found.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -336,6 +337,42 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// Nanoseconds since the epoch → `2018-12-13T14:51:00.300Z` (UTC; as many fraction digits
+/// as the time needs: 3, 6 or 9).
+pub fn rfc3339(unix_nano: u64) -> String {
+    let seconds = unix_nano / 1_000_000_000;
+    let nanos = unix_nano % 1_000_000_000;
+    let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
+    let time = seconds % 86_400;
+    let mut out = format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        time / 3_600,
+        time % 3_600 / 60,
+        time % 60
+    );
+    let _ = match nanos {
+        n if n % 1_000_000 == 0 => write!(out, ".{:03}Z", n / 1_000_000),
+        n if n % 1_000 == 0 => write!(out, ".{:06}Z", n / 1_000),
+        n => write!(out, ".{n:09}Z"),
+    };
+    out
+}
+
+/// Days since 1970-01-01 → proleptic Gregorian (year, month, day) (Howard Hinnant's
+/// algorithm, the inverse of the parser's `days_from_civil`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 #[cfg(test)]

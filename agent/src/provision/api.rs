@@ -155,7 +155,7 @@ impl Api {
     /// A client for `region` and `endpoint` (each defaulting to the environment).
     pub async fn new(region: Option<&str>, endpoint: Option<&str>) -> Self {
         Self::from_client(Client::new(
-            &crate::sinks::sdk_config(region, endpoint).await,
+            &crate::sinks::sdk_config(region, endpoint, CALL_TIMEOUT).await,
         ))
     }
 

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use self::histogram::LogHistogram;
+use crate::pipeline::Observer;
+pub use crate::pipeline::timing::RequestTiming;
 
 /// The route label that absorbs routes beyond the cardinality limit.
 pub const OTHER_ROUTE: &str = "other";
@@ -36,21 +38,6 @@ pub fn status_class(status: u16) -> &'static str {
         500..=599 => "5xx",
         _ => "other",
     }
-}
-
-/// One request (or `count` identical ones, from an OTLP histogram bucket).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RequestTiming {
-    /// Route template; a value that looks like a raw path is not trusted as a label.
-    pub route: String,
-    /// HTTP method.
-    pub method: String,
-    /// HTTP status code.
-    pub status: u16,
-    /// Latency in milliseconds (finite, ≥ 0).
-    pub latency_ms: f64,
-    /// How many requests this stands for (1 for a single request).
-    pub count: u64,
 }
 
 /// What one key accumulated over a period.
@@ -249,6 +236,12 @@ pub fn is_route_template(route: &str) -> bool {
             segment.len() >= 16 && segment.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
         !digits && !hexish
     })
+}
+
+impl Observer for Recorder {
+    fn timings(&self, timings: Vec<RequestTiming>) {
+        self.record_all(timings);
+    }
 }
 
 /// A cheap, cloneable handle that inputs record into.

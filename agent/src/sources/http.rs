@@ -529,7 +529,7 @@ mod tests {
             rx.try_recv().is_err(),
             "nothing is accepted from a rejected body"
         );
-        let rendered = metrics.render(&MemoryBudget::new(1));
+        let rendered = metrics.render(MemoryBudget::new(1).usage());
         assert!(
             rendered.contains("agent_input_errors_total{source=\"http\",kind=\"too_large\"} 2\n"),
             "both refusals are counted: {rendered}"
@@ -555,7 +555,7 @@ mod tests {
             .unwrap();
         assert_eq!(fifth.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(fifth.headers()[header::RETRY_AFTER], "1");
-        let rendered = metrics.render(&MemoryBudget::new(1));
+        let rendered = metrics.render(MemoryBudget::new(1).usage());
         assert!(
             rendered
                 .contains("agent_input_errors_total{source=\"http\",kind=\"pipeline_full\"} 1\n"),
@@ -691,7 +691,7 @@ mod tests {
         let mut slow = trickle.await.unwrap();
         closed(&mut slow).await;
         assert!(started.elapsed() < Duration::from_secs(2));
-        let rendered = metrics.render(&MemoryBudget::new(1));
+        let rendered = metrics.render(MemoryBudget::new(1).usage());
         assert!(
             rendered
                 .contains("agent_input_errors_total{source=\"http\",kind=\"request_timeout\"} 1\n"),
@@ -726,7 +726,7 @@ mod tests {
         let answer = String::from_utf8_lossy(&answer);
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         trickle.abort();
-        let rendered = metrics.render(&MemoryBudget::new(1));
+        let rendered = metrics.render(MemoryBudget::new(1).usage());
         assert!(
             rendered
                 .contains("agent_input_errors_total{source=\"http\",kind=\"request_timeout\"} 1\n"),
@@ -744,7 +744,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(post_on(&mut client, "two").await, 200);
         closed(&mut client).await;
-        let rendered = metrics.render(&MemoryBudget::new(1));
+        let rendered = metrics.render(MemoryBudget::new(1).usage());
         assert!(!rendered.contains("kind=\"request_timeout\""), "{rendered}");
     }
 
@@ -761,7 +761,7 @@ mod tests {
             .unwrap();
         assert_eq!(status, 503);
         closed(&mut third).await;
-        let rendered = metrics.render(&MemoryBudget::new(1));
+        let rendered = metrics.render(MemoryBudget::new(1).usage());
         assert!(
             rendered.contains(
                 "agent_input_errors_total{source=\"http\",kind=\"connection_refused\"} 1\n"

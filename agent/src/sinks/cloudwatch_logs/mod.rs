@@ -44,7 +44,12 @@ pub struct CloudWatchLogsSink {
 /// (`AWS_REGION`, `AWS_ENDPOINT_URL`), the SDK's own retries off (ours decide).
 pub async fn client(config: &CloudWatchLogsConfig) -> Client {
     Client::new(
-        &crate::sinks::sdk_config(config.region.as_deref(), config.endpoint.as_deref()).await,
+        &crate::sinks::sdk_config(
+            config.region.as_deref(),
+            config.endpoint.as_deref(),
+            Duration::from_millis(config.request_timeout_ms),
+        )
+        .await,
     )
 }
 
@@ -84,9 +89,13 @@ impl CloudWatchLogsSink {
     /// waits for the calls in flight. Returns the number of events it could not deliver
     /// (non-zero only when `abandon` fired).
     pub async fn run(self, mut input: mpsc::Receiver<Batch>) -> u64 {
-        if let Err(kind) = self.service.ensure_group().await {
+        let ensured = tokio::select! {
+            ensured = self.service.ensure_group() => ensured,
+            () = self.abandon.cancelled() => Err(service::LogsError::Cancelled),
+        };
+        if let Err(error) = ensured {
             // Not fatal: PutLogEvents creates the group when it finds it missing.
-            tracing::warn!(%kind, group = %self.config.log_group, "cannot set up the log group yet; will retry on first send");
+            tracing::warn!(kind = error.kind(), error = %error, group = %self.config.log_group, "cannot set up the log group yet; will retry on first send");
         }
         let timeout = Duration::from_millis(self.config.batch_timeout_ms);
         let mut batchers: HashMap<Arc<str>, Batcher> = HashMap::new();

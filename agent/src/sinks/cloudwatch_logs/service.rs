@@ -11,9 +11,8 @@ use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use tokio_util::sync::CancellationToken;
 
-use crate::buffer::Ack;
 use crate::metrics::{DropReason, Metrics, RetryReason};
-use crate::pipeline::event::Event;
+use crate::pipeline::event::{Ack, Event};
 use crate::sinks::retry::{Backoff, Failure, classify};
 
 /// Shared by every request of the sink.
@@ -62,9 +61,8 @@ impl LogsService {
         }
     }
 
-    /// Creates the group when missing and applies the retention; idempotent. Returns the
-    /// failure kind when CloudWatch could not be reached or refused.
-    pub async fn ensure_group(&self) -> Result<(), String> {
+    /// Creates the group when missing and applies the retention; idempotent.
+    pub async fn ensure_group(&self) -> Result<(), LogsError> {
         let created = self
             .client
             .create_log_group()
@@ -74,7 +72,7 @@ impl LogsService {
         if let Err(error) = created
             && error.code() != Some("ResourceAlreadyExistsException")
         {
-            return Err(describe(&error));
+            return Err(LogsError::from_sdk(&error));
         }
         self.client
             .put_retention_policy()
@@ -82,12 +80,12 @@ impl LogsService {
             .retention_in_days(self.retention_days)
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| LogsError::from_sdk(&e))?;
         tracing::info!(group = %self.group, retention_days = self.retention_days, "log group ready");
         Ok(())
     }
 
-    async fn ensure_stream(&self, stream: &str) -> Result<(), String> {
+    async fn ensure_stream(&self, stream: &str) -> Result<(), LogsError> {
         if self
             .streams
             .lock()
@@ -114,7 +112,7 @@ impl LogsService {
                 if let Failure::Retry(reason) = classify(&error) {
                     self.metrics.retried(reason);
                 }
-                return Err(describe(&error));
+                return Err(LogsError::from_sdk(&error));
             }
         }
         if let Ok(mut streams) = self.streams.lock() {
@@ -134,11 +132,11 @@ impl LogsService {
         // Disk buffer acknowledgements are confirmed only once this call has settled for
         // good (stored, or refused for a reason retrying cannot fix); events abandoned at
         // the deadline, or lost with a dying task, stay on disk.
-        let mut acks: Vec<(Arc<Ack>, usize)> = Vec::new();
+        let mut acks: Vec<(Ack, usize)> = Vec::new();
         for event in &mut events {
             if let Some(ack) = event.ack.take() {
                 match acks.last_mut() {
-                    Some((last, n)) if Arc::ptr_eq(last, &ack) => *n += 1,
+                    Some((last, n)) if last.same_record(&ack) => *n += 1,
                     _ => acks.push((ack, 1)),
                 }
             }
@@ -266,8 +264,8 @@ impl LogsService {
         loop {
             match self.ensure_stream(stream).await {
                 Ok(()) => return Ok(()),
-                Err(kind) => {
-                    tracing::debug!(%kind, stream, "cannot create log stream yet; retrying")
+                Err(error) => {
+                    tracing::debug!(kind = error.kind(), error = %error, stream, "cannot create log stream yet; retrying")
                 }
             }
             tokio::select! {
@@ -317,23 +315,98 @@ fn rejected_count(
     old + (len - new)
 }
 
-fn describe<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    error: &SdkError<E, R>,
-) -> String {
-    match error {
-        SdkError::ServiceError(service) => {
-            service.err().code().unwrap_or("service error").to_owned()
+/// Why a set-up call (CreateLogGroup, PutRetentionPolicy, CreateLogStream) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogsError {
+    /// CloudWatch Logs answered with an error code.
+    #[error("CloudWatch Logs refused the call: {code}")]
+    Service {
+        /// The error code (`AccessDeniedException`, ...).
+        code: String,
+        /// Whether retrying can help (throttling, 5xx).
+        retriable: bool,
+    },
+    /// The attempt timed out (the endpoint stalled, trickled or never connected).
+    #[error("the call timed out")]
+    Timeout,
+    /// No connection could be made.
+    #[error("the connection failed")]
+    Connection,
+    /// The answer could not be read (cut connection, garbled body).
+    #[error("the response was unreadable")]
+    Response,
+    /// The shutdown deadline stopped it.
+    #[error("cancelled by the shutdown deadline")]
+    Cancelled,
+    /// Anything else the SDK reports (a request it could not build, ...).
+    #[error("the request failed")]
+    Other,
+}
+
+impl LogsError {
+    /// Classifies an SDK error.
+    pub fn from_sdk<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+        error: &SdkError<E, R>,
+    ) -> Self {
+        match error {
+            SdkError::ServiceError(service) => {
+                let code = service.err().code().unwrap_or("service error").to_owned();
+                let retriable = matches!(
+                    crate::sinks::retry::classify_code(&code, 0),
+                    Failure::Retry(_) | Failure::MissingResource
+                );
+                Self::Service { code, retriable }
+            }
+            SdkError::TimeoutError(_) => Self::Timeout,
+            SdkError::DispatchFailure(failure) if failure.is_timeout() => Self::Timeout,
+            SdkError::DispatchFailure(_) => Self::Connection,
+            SdkError::ResponseError(_) => Self::Response,
+            _ => Self::Other,
         }
-        SdkError::TimeoutError(_) => "timeout".into(),
-        SdkError::DispatchFailure(_) => "connection failed".into(),
-        SdkError::ResponseError(_) => "unreadable response".into(),
-        _ => "request failed".into(),
+    }
+
+    /// Whether a later attempt may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Service { retriable, .. } => *retriable,
+            Self::Timeout | Self::Connection | Self::Response => true,
+            Self::Cancelled | Self::Other => false,
+        }
+    }
+
+    /// A short fixed label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Service { .. } => "service",
+            Self::Timeout => "timeout",
+            Self::Connection => "connection",
+            Self::Response => "response",
+            Self::Cancelled => "cancelled",
+            Self::Other => "other",
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_errors_say_whether_to_retry() {
+        let throttled = LogsError::Service {
+            code: "ThrottlingException".into(),
+            retriable: true,
+        };
+        assert!(throttled.is_retriable());
+        assert!(LogsError::Timeout.is_retriable());
+        assert!(!LogsError::Cancelled.is_retriable());
+        assert_eq!(LogsError::Timeout.kind(), "timeout");
+        assert_eq!(
+            LogsError::Timeout.to_string(),
+            "the call timed out",
+            "a message for the log, no internals"
+        );
+    }
 
     #[test]
     fn rejected_counts_union_of_ranges() {

@@ -28,10 +28,18 @@ use crate::uptime::UptimeState;
 /// Attempts per PutMetricData call before the datums are dropped (and counted).
 const MAX_ATTEMPTS: u32 = 5;
 
-/// Builds the CloudWatch client (SDK retries off; ours decide).
+/// Longest one PutMetricData (or EMF PutLogEvents) attempt may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Builds the CloudWatch client (SDK retries off; ours decide; every attempt bounded).
 pub async fn client(config: &MetricsConfig) -> Client {
     Client::new(
-        &crate::sinks::sdk_config(config.region.as_deref(), config.endpoint.as_deref()).await,
+        &crate::sinks::sdk_config(
+            config.region.as_deref(),
+            config.endpoint.as_deref(),
+            REQUEST_TIMEOUT,
+        )
+        .await,
     )
 }
 
@@ -246,7 +254,7 @@ impl MetricsPublisher {
     {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         for attempt in 1..=MAX_ATTEMPTS {
-            let failure = match tokio::time::timeout(Duration::from_secs(10), call()).await {
+            let failure = match tokio::time::timeout(REQUEST_TIMEOUT, call()).await {
                 Ok(Ok(_)) => {
                     self.metrics.metric_datums(true, count);
                     return;

@@ -34,7 +34,6 @@ pub use self::sink::SentrySink;
 pub use self::tap::SentryTap;
 pub use self::transport::TlsError;
 use crate::metrics::Metrics;
-use crate::pipeline::Processor;
 use crate::pipeline::ecs::SharedTaskInfo;
 
 /// Resolves the DSN (from `dsn`, or from Secrets Manager when `dsn_secret_id` is set, with
@@ -52,6 +51,7 @@ pub async fn build(
             let sdk = crate::sinks::sdk_config(
                 config.secrets_manager_region.as_deref(),
                 config.secrets_manager_endpoint.as_deref(),
+                Duration::from_millis(config.request_timeout_ms),
             )
             .await;
             let client = aws_sdk_secretsmanager::Client::new(&sdk);
@@ -81,27 +81,33 @@ pub fn build_with_dsn(
     ))
 }
 
-/// What `run` calls: with `[sinks.sentry]`, builds the sink and gives its tap to the
-/// pipeline's `processor`; without it, or when the DSN cannot be had (Secrets Manager down:
-/// logged as an error), the agent runs without Sentry rather than not at all.
+/// What the topology calls: with `[sinks.sentry]`, builds the sink and its tap (which the
+/// pipeline observes with); without it, or when the DSN cannot be had (Secrets Manager down
+/// or stalled: the fetch is bounded by `timeout`; logged as an error), the agent runs
+/// without Sentry rather than not at all.
 pub async fn attach(
     config: Option<&SentryConfig>,
-    processor: Processor,
     metrics: &Arc<Metrics>,
     task_info: &SharedTaskInfo,
-) -> (Processor, Option<SentrySink>) {
-    let Some(config) = config else {
-        return (processor, None);
-    };
-    match build(config, metrics.clone(), task_info.clone()).await {
-        Ok((tap, sink)) => {
+    timeout: Duration,
+) -> Option<(SentryTap, SentrySink)> {
+    let config = config?;
+    match tokio::time::timeout(timeout, build(config, metrics.clone(), task_info.clone())).await {
+        Ok(Ok((tap, sink))) => {
             tracing::info!(url = %sink.url(), "error events go to Sentry");
-            let processor = processor.with_sentry(tap, config.request_id_field.clone());
-            (processor, Some(sink))
+            Some((tap, sink))
         }
-        Err(error) => {
+        Ok(Err(error)) => {
             tracing::error!(error = %error, kind = error.kind(), "Sentry disabled");
-            (processor, None)
+            None
+        }
+        Err(_) => {
+            tracing::error!(
+                timeout_ms = timeout.as_millis() as u64,
+                kind = "timeout",
+                "Sentry disabled: the DSN could not be had in time"
+            );
+            None
         }
     }
 }

@@ -146,8 +146,7 @@ impl SentrySink {
                 return;
             }
         };
-        let sent_at =
-            crate::sources::otlp::convert::rfc3339(crate::pipeline::now_ms() as u64 * 1_000_000);
+        let sent_at = crate::pipeline::parse::rfc3339(crate::pipeline::now_ms() as u64 * 1_000_000);
         let body = Bytes::from(gzip(&event_envelope(&event_id, &sent_at, &payload)));
         let config = &self.shared.config;
         let mut backoff = Backoff::new(BASE_BACKOFF, Duration::from_millis(config.max_backoff_ms));

@@ -180,6 +180,12 @@ struct Candidate {
     request_id: Option<Box<str>>,
 }
 
+impl crate::pipeline::Observer for SentryTap {
+    fn events(&self, events: &[Event]) {
+        self.observe(events);
+    }
+}
+
 impl SentryTap {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self { shared }

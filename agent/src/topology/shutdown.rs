@@ -1,0 +1,139 @@
+//! One shutdown clock. It starts at SIGTERM and every phase after it (unready, stop inputs,
+//! drain outputs, final metrics, join threads) is bounded by one of its two deadlines:
+//! outputs drain until `grace` has passed, and the process exits by `grace` + 1 s whatever
+//! any component or endpoint does (a watchdog thread enforces the second, should an await
+//! not be bounded after all).
+
+use std::future::Future;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The time between the drain deadline and the exit deadline: final metrics, joining the
+/// disk buffer's threads and the exit itself happen in it.
+pub const EXIT_MARGIN: Duration = Duration::from_secs(1);
+
+/// Part of the margin kept for the steps after the final metrics (joins, exit).
+const FINAL_STEPS: Duration = Duration::from_millis(300);
+
+/// The named phases, for the agent's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Inputs stop accepting and their tasks end.
+    StopInputs,
+    /// Sinks flush what they hold.
+    DrainOutputs,
+    /// The last (partial) metrics period is published.
+    FinalMetrics,
+    /// The disk buffer's threads record the last acknowledgements.
+    JoinThreads,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::StopInputs => "stop_inputs",
+            Self::DrainOutputs => "drain_outputs",
+            Self::FinalMetrics => "final_metrics",
+            Self::JoinThreads => "join_threads",
+        }
+    }
+}
+
+/// The shutdown clock, started at SIGTERM (or when every input has ended).
+#[derive(Debug, Clone, Copy)]
+pub struct Shutdown {
+    started: Instant,
+    grace: Duration,
+}
+
+impl Shutdown {
+    /// Starts the clock now and arms the watchdog, which stands down when the returned
+    /// guard is dropped (the shutdown finished in time).
+    pub fn begin(grace: Duration) -> (Self, Watchdog) {
+        let shutdown = Self {
+            started: Instant::now(),
+            grace,
+        };
+        let watchdog = shutdown.arm_watchdog();
+        (shutdown, watchdog)
+    }
+
+    /// When outputs must have drained: SIGTERM + grace.
+    pub fn drain_deadline(&self) -> Instant {
+        self.started + self.grace
+    }
+
+    /// When the process must have exited: SIGTERM + grace + [`EXIT_MARGIN`].
+    pub fn exit_deadline(&self) -> Instant {
+        self.drain_deadline() + EXIT_MARGIN
+    }
+
+    /// When inputs must have stopped: a small share of the grace, so draining gets most.
+    pub fn inputs_deadline(&self) -> Instant {
+        self.started + (self.grace / 4).min(Duration::from_secs(2))
+    }
+
+    /// When the final metrics must be out: what the drain left of the margin.
+    pub fn final_metrics_deadline(&self) -> Instant {
+        self.exit_deadline() - FINAL_STEPS
+    }
+
+    /// When the buffer's threads must have been joined.
+    pub fn join_deadline(&self) -> Instant {
+        self.exit_deadline() - FINAL_STEPS / 3
+    }
+
+    /// Runs one phase until `deadline`; `None` (logged) when the deadline cut it short.
+    pub async fn phase<F: Future>(
+        &self,
+        phase: Phase,
+        deadline: Instant,
+        work: F,
+    ) -> Option<F::Output> {
+        let start = Instant::now();
+        let outcome = tokio::time::timeout_at(deadline, work).await.ok();
+        let elapsed_ms = start.elapsed().as_millis() as u64;
+        match outcome {
+            Some(_) => tracing::debug!(phase = phase.as_str(), elapsed_ms, "shutdown phase done"),
+            None => tracing::warn!(
+                phase = phase.as_str(),
+                elapsed_ms,
+                "shutdown phase cut short by its deadline"
+            ),
+        }
+        outcome
+    }
+
+    /// A thread that ends the process at the exit deadline if it is still running: the
+    /// promise to ECS (stop within the grace, before its SIGKILL) must hold even if some
+    /// await turned out unbounded. Exits 1: reaching it is a bug.
+    fn arm_watchdog(&self) -> Watchdog {
+        let left = self
+            .exit_deadline()
+            .saturating_duration_since(Instant::now());
+        let (disarm, disarmed) = std::sync::mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("shutdown-watchdog".into())
+            .spawn(move || {
+                if disarmed.recv_timeout(left) != Err(RecvTimeoutError::Timeout) {
+                    return;
+                }
+                tracing::error!(
+                    "shutdown watchdog: still running at the exit deadline; exiting now (undelivered events are lost unless the disk buffer holds them)"
+                );
+                std::process::exit(1);
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(error = %error, "cannot start the shutdown watchdog");
+        }
+        Watchdog { _disarm: disarm }
+    }
+}
+
+/// Keeps the watchdog armed while held.
+#[derive(Debug)]
+pub struct Watchdog {
+    _disarm: std::sync::mpsc::Sender<()>,
+}
