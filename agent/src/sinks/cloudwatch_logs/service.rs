@@ -237,7 +237,7 @@ impl LogsService {
                     if let Ok(mut streams) = self.streams.lock() {
                         streams.remove(stream);
                     }
-                    let _ = self.ensure_group().await;
+                    let _ = until_cancelled(cancel, self.ensure_group()).await;
                     if self.ensure_stream_with_retry(stream, cancel).await.is_err() {
                         return Err(count);
                     }
@@ -262,8 +262,9 @@ impl LogsService {
     ) -> Result<(), ()> {
         let mut backoff = Backoff::new(Duration::from_millis(100), self.max_backoff);
         loop {
-            match self.ensure_stream(stream).await {
+            match until_cancelled(cancel, self.ensure_stream(stream)).await {
                 Ok(()) => return Ok(()),
+                Err(LogsError::Cancelled) => return Err(()),
                 Err(error) => {
                     tracing::debug!(kind = error.kind(), error = %error, stream, "cannot create log stream yet; retrying")
                 }
@@ -294,6 +295,17 @@ impl LogsService {
         if first {
             tracing::error!(kind, group = %self.group, "{message} (logged once per kind; see agent_events_dropped_total)");
         }
+    }
+}
+
+/// Runs a set-up call unless the shutdown deadline fires first.
+async fn until_cancelled(
+    cancel: &CancellationToken,
+    call: impl std::future::Future<Output = Result<(), LogsError>>,
+) -> Result<(), LogsError> {
+    tokio::select! {
+        result = call => result,
+        () = cancel.cancelled() => Err(LogsError::Cancelled),
     }
 }
 

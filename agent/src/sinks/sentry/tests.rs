@@ -194,6 +194,14 @@ impl Harness {
     fn outcome(&self, outcome: SentryOutcome) -> u64 {
         self.metrics.sentry_events(outcome)
     }
+
+    /// Waits until `outcome` reaches `n`: the sink counts after the receiver has answered.
+    async fn wait_outcome(&self, outcome: SentryOutcome, n: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.outcome(outcome) < n && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 }
 
 fn config() -> SentryConfig {
@@ -472,6 +480,7 @@ async fn server_errors_are_retried_with_backoff_then_given_up() {
         received[0].event()["event_id"],
         received[2].event()["event_id"]
     );
+    h.wait_outcome(SentryOutcome::Sent, 1).await;
     assert_eq!(h.outcome(SentryOutcome::Sent), 1);
 
     receiver.script(vec![(502, vec![]), (502, vec![]), (502, vec![])]);
