@@ -19,6 +19,9 @@ scripts/services.sh install
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "module layering: no import cycle among agent/src's top-level modules"
+scripts/check-module-cycles.py agent/src
+
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

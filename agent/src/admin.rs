@@ -1,6 +1,7 @@
 //! The admin HTTP server: `/health` (alive), `/ready` (accepting and shipping), `/metrics`
 //! (Prometheus text format).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -9,11 +10,44 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use serde::Deserialize;
 
 use crate::metrics::{Metrics, escape_label, family};
 use crate::pipeline::budget::MemoryBudget;
 use crate::request_metrics::Recorder;
 use crate::uptime::UptimeState;
+
+/// The admin HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdminConfig {
+    /// Listen address (default 127.0.0.1:9880).
+    #[serde(default = "default_admin_address")]
+    pub address: String,
+}
+
+impl AdminConfig {
+    /// Every rule types cannot express, with `path` (the table's key path) in each message.
+    /// (The address stays a string in the file's type so that a bad one is reported with
+    /// every other problem rather than stopping the parse.)
+    pub fn validate(&self, path: &str) -> Vec<String> {
+        match self.address.parse::<SocketAddr>() {
+            Ok(_) => Vec::new(),
+            Err(_) => vec![format!("{path}.address: must be IP:port")],
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            address: default_admin_address(),
+        }
+    }
+}
+
+fn default_admin_address() -> String {
+    "127.0.0.1:9880".into()
+}
 
 /// What the admin endpoints read.
 #[derive(Debug, Clone)]

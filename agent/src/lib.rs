@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod buffer;
+mod choice;
 pub mod config;
 pub mod http_client;
 pub mod metrics;

@@ -108,7 +108,7 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(code) => return code,
             };
-            agent::init_logging(&config.log_level);
+            agent::init_logging(config.log_level.as_str());
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

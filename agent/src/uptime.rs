@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::UptimeConfig;
+use serde::Deserialize;
 
 /// One probe's outcome.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +135,61 @@ where
         }
     }
     out
+}
+
+/// Health probes: each URL is fetched every interval; `HealthCheck` is 1 when it answers
+/// 2xx in time, else 0. A `Heartbeat` of 1 is published every period while the agent runs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UptimeConfig {
+    /// URLs to probe (plain http, e.g. http://127.0.0.1:8080/health); empty = no probes.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// Seconds between probes.
+    #[serde(default = "default_probe_interval")]
+    pub interval_secs: u64,
+    /// Timeout of one probe in ms.
+    #[serde(default = "default_probe_timeout")]
+    pub timeout_ms: u64,
+}
+
+impl Default for UptimeConfig {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            interval_secs: default_probe_interval(),
+            timeout_ms: default_probe_timeout(),
+        }
+    }
+}
+
+fn default_probe_interval() -> u64 {
+    15
+}
+fn default_probe_timeout() -> u64 {
+    3000
+}
+
+impl UptimeConfig {
+    /// Every rule types cannot express, with `path` (the table's key path) in each message.
+    pub fn validate(&self, path: &str) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (i, url) in self.urls.iter().enumerate() {
+            if !(url.starts_with("http://") && url.len() > 7) {
+                errors.push(format!("{path}.urls[{i}]: must be an http:// URL"));
+            }
+        }
+        if !(1..=3600).contains(&self.interval_secs) {
+            errors.push(format!("{path}.interval_secs: must be 1..=3600"));
+        }
+        if !((50..=60_000).contains(&self.timeout_ms)
+            && self.timeout_ms < self.interval_secs * 1000)
+        {
+            errors.push(format!(
+                "{path}.timeout_ms: must be 50..=60000 and below the interval"
+            ));
+        }
+        errors
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 //! agents on one buffer would deliver and delete each other's records). The size cap counts the bytes of unacknowledged records; at the cap,
 //! appends wait, which slows inputs exactly as the memory ceiling does.
 
+pub mod config;
 pub mod record;
 
 use std::collections::{BTreeMap, HashSet};
@@ -33,7 +34,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::DiskBufferConfig;
+pub use self::config::{DiskBufferConfig, Fsync};
 use crate::metrics::Metrics;
 use crate::pipeline::budget::MemoryBudget;
 use crate::pipeline::event::{Ack, Acknowledge, Event};
@@ -297,7 +298,7 @@ impl DiskBuffer {
             dir: config.path.clone(),
             segment_bytes: config.segment_size_mib << 20,
             max_bytes: config.max_size_mib << 20,
-            fsync: config.fsync == "batch",
+            fsync: config.fsync == Fsync::Batch,
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             blocked: AtomicBool::new(false),
@@ -879,7 +880,7 @@ mod tests {
             path: dir.to_path_buf(),
             max_size_mib,
             segment_size_mib: 1,
-            fsync: "batch".into(),
+            fsync: Fsync::Batch,
         }
     }
 

@@ -8,6 +8,7 @@
 //! after it. The sink gives the bytes back once CloudWatch Logs has stored the events.
 
 pub mod budget;
+pub mod config;
 pub mod ecs;
 pub mod event;
 pub mod output;

@@ -5,6 +5,7 @@
 //! per key (relative error under 1%, so percentiles computed from what we publish are
 //! within 1% of the true ones) and folds routes beyond the cardinality limit into `other`.
 
+pub mod config;
 pub mod histogram;
 
 use std::collections::HashMap;

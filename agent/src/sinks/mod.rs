@@ -8,6 +8,18 @@ pub mod sentry;
 
 use std::time::Duration;
 
+use serde::Deserialize;
+
+/// Outputs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SinksConfig {
+    /// CloudWatch Logs.
+    pub cloudwatch_logs: cloudwatch_logs::CloudWatchLogsConfig,
+    /// Error events to Sentry; off unless the table is present.
+    #[serde(default)]
+    pub sentry: Option<sentry::SentryConfig>,
+}
+
 /// Longest wait for a TCP (and TLS) connection to an AWS endpoint.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 

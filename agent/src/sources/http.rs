@@ -27,7 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::HttpConfig;
+pub use super::http_config::HttpConfig;
 use crate::metrics::SourceKind;
 use crate::pipeline::event::RawLine;
 use crate::pipeline::{EventSender, TrySendError};

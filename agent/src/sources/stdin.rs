@@ -2,6 +2,7 @@
 //! blocks on its pipe: back-pressure, not loss.
 
 use memchr::memchr_iter;
+use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +16,10 @@ const READ_BYTES: usize = 256 * 1024;
 /// truncated with the marker by the pipeline's event limit); the rest of it, up to the next
 /// newline, is skipped rather than shipped as pieces that start mid-line.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// Standard input.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StdinConfig {}
 
 /// Reads stdin until EOF or shutdown.
 pub async fn run(out: EventSender, shutdown: CancellationToken) -> anyhow::Result<()> {

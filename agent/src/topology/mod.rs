@@ -32,7 +32,7 @@ use tracing::Instrument;
 use self::inputs::Inputs;
 use self::shutdown::{Phase, Shutdown};
 use crate::buffer::{DiskBuffer, DiskOutput, Status, Threads};
-use crate::config::Config;
+use crate::config::{Config, Publish};
 use crate::metrics::Metrics;
 use crate::pipeline::budget::MemoryBudget;
 use crate::pipeline::ecs::SharedTaskInfo;
@@ -290,16 +290,16 @@ async fn spawn_publishers(
         return publishers;
     };
     let logs = &config.sinks.cloudwatch_logs;
-    let output = match config.metrics.publish.as_str() {
-        "cloudwatch" => {
+    let output = match config.metrics.publish {
+        Publish::Cloudwatch => {
             MetricsOutput::PutMetricData(sinks::cloudwatch_metrics::client(&config.metrics).await)
         }
-        "emf" => MetricsOutput::Emf {
+        Publish::Emf => MetricsOutput::Emf {
             logs: sinks::cloudwatch_logs::client(logs).await,
             group: logs.log_group.clone(),
             stream: EMF_STREAM.to_owned(),
         },
-        _ => MetricsOutput::None,
+        Publish::None | Publish::Invalid => MetricsOutput::None,
     };
     let publisher = MetricsPublisher::new(
         output,

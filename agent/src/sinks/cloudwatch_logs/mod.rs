@@ -5,6 +5,7 @@
 //! Split as Vector splits its sinks: `request_builder` (pure batching and the limits),
 //! `service` (the AWS calls); `sinks::retry` classifies errors and paces retries.
 
+mod config;
 pub mod request_builder;
 pub mod service;
 
@@ -18,9 +19,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+pub use self::config::{CLOUDWATCH_MAX_EVENT_BYTES, CloudWatchLogsConfig, VALID_RETENTION_DAYS};
 use self::request_builder::{Batcher, MAX_AGE_MS, ReadyBatch};
 use self::service::{Delivery, LogsService};
-use crate::config::CloudWatchLogsConfig;
 use crate::metrics::{DropReason, Metrics};
 use crate::pipeline::budget::MemoryBudget;
 use crate::pipeline::ecs::{SharedTaskInfo, TaskInfo, render_stream_name};
@@ -308,12 +309,7 @@ mod tests {
     use super::*;
 
     fn config() -> CloudWatchLogsConfig {
-        let text = "[sources.stdin]\n[sinks.cloudwatch_logs]\nlog_group = \"g\"\n";
-        let env = std::collections::HashMap::<String, String>::new();
-        crate::config::Config::parse(text, &env)
-            .unwrap()
-            .sinks
-            .cloudwatch_logs
+        toml::from_str("log_group = \"g\"").unwrap()
     }
 
     #[test]

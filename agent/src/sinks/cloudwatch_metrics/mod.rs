@@ -17,11 +17,11 @@ use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use tokio_util::sync::CancellationToken;
 
 use self::request_builder::{Datum, Period, Shape, Unit, build, calls};
-use crate::config::MetricsConfig;
 use crate::metrics::{Metrics, Snapshot};
 use crate::pipeline::budget::MemoryBudget;
 use crate::pipeline::now_ms;
 use crate::request_metrics::Recorder;
+use crate::request_metrics::config::MetricsConfig;
 use crate::sinks::retry::{Backoff, Failure, classify};
 use crate::uptime::UptimeState;
 

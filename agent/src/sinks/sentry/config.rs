@@ -594,33 +594,6 @@ mod tests {
     }
 
     #[test]
-    fn the_documented_example_block_parses_with_every_key() {
-        let example = include_str!("../../../agent.example.toml");
-        let block: String = example
-            .lines()
-            .skip_while(|l| *l != "# [sinks.sentry]")
-            .take_while(|l| l.starts_with('#'))
-            .filter(|l| !l.contains("dsn_secret_id"))
-            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
-            .collect();
-        assert!(block.lines().count() > 25, "{block}");
-        let text =
-            format!("[sources.stdin]\n[sinks.cloudwatch_logs]\nlog_group = \"/ecs/api\"\n{block}");
-        let env: std::collections::HashMap<String, String> = [
-            ("SENTRY_DSN", "https://abc@o1.ingest.sentry.io/42"),
-            ("APP_ENV", "prod"),
-            ("APP_VERSION", "1.2.3"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let config = crate::config::Config::parse(&text, &env).unwrap();
-        let sentry = config.sinks.sentry.unwrap();
-        assert_eq!(sentry.release.as_deref(), Some("api@1.2.3"));
-        assert_eq!(sentry.breadcrumbs, 20);
-    }
-
-    #[test]
     fn validate_rejects_a_missing_or_doubled_dsn() {
         let none = SentryConfig::default();
         assert_eq!(

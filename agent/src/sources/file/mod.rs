@@ -21,6 +21,7 @@
 //! know; any file that appears later is read from its start.
 
 mod checkpoint;
+pub mod config;
 #[cfg(test)]
 mod tests;
 
@@ -36,7 +37,7 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use self::checkpoint::{Checkpoints, Claim, Entry, FileId, Fingerprint};
-use crate::config::{FileConfig, StartAt};
+pub use self::config::{FileConfig, StartAt};
 use crate::pipeline::EventSender;
 use crate::pipeline::event::RawLine;
 

@@ -8,6 +8,7 @@
 //! (memory ceiling reached) the connection reads nothing, so back-pressure reaches the
 //! sender through TCP instead of growing our memory. A bad frame closes its connection only.
 
+pub mod config;
 pub mod decode;
 #[cfg(test)]
 mod tests;
@@ -26,8 +27,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+pub use self::config::ForwardConfig;
 use self::decode::{Body, DecodeError, Decoder, FrameScanner, Partial, Record};
-use crate::config::ForwardConfig;
 use crate::metrics::SourceKind;
 use crate::pipeline::event::RawLine;
 use crate::pipeline::{EventSender, TRUNCATION_MARKER};
