@@ -101,16 +101,20 @@ pub enum RetryReason {
     Connection,
     /// The group or stream was missing and has been created.
     ResourceNotFound,
+    /// The credentials were refused (AccessDenied, ExpiredToken, UnrecognizedClient): a
+    /// rotation or an IAM change in progress, retried until it settles.
+    Auth,
 }
 
 impl RetryReason {
     /// Every reason, in label order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Throttled,
         Self::ServerError,
         Self::Timeout,
         Self::Connection,
         Self::ResourceNotFound,
+        Self::Auth,
     ];
 
     /// The `reason` label.
@@ -121,6 +125,7 @@ impl RetryReason {
             Self::Timeout => "timeout",
             Self::Connection => "connection",
             Self::ResourceNotFound => "resource_not_found",
+            Self::Auth => "auth",
         }
     }
 }
@@ -176,7 +181,7 @@ pub struct Snapshot {
     /// Events dropped, per [`DropReason::ALL`].
     pub dropped: [u64; 5],
     /// Retries, per [`RetryReason::ALL`].
-    pub retries: [u64; 5],
+    pub retries: [u64; 6],
     /// Sentry outcomes, per [`SentryOutcome::ALL`].
     pub sentry: [u64; 6],
 }
@@ -192,7 +197,7 @@ pub struct Metrics {
     sent_events: AtomicU64,
     sent_bytes: AtomicU64,
     dropped: [AtomicU64; 5],
-    retries: [AtomicU64; 5],
+    retries: [AtomicU64; 6],
     requests_ok: AtomicU64,
     requests_failed: AtomicU64,
     truncated: AtomicU64,

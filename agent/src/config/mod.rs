@@ -279,14 +279,14 @@ impl Config {
             errors.extend(sentry.validate("sinks.sentry"));
         }
         if let Some(otlp) = &self.sources.otlp
-            && otlp.request_timings != "none"
+            && otlp.request_timings != crate::sources::otlp::RequestTimings::None
             && self.metrics.enabled
             && self.metrics.access_log.enabled
         {
             errors.push(format!(
                 "sources.otlp.request_timings: \"{}\" and metrics.access_log would count each request twice; \
                  set one of them off (request_timings = \"none\" or metrics.access_log.enabled = false)",
-                otlp.request_timings
+                otlp.request_timings.as_str()
             ));
         }
         errors

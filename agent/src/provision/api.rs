@@ -124,7 +124,8 @@ where
             ),
         };
         match failure {
-            Failure::Retry(reason) if attempt < MAX_ATTEMPTS => {
+            // Refused credentials are the operator's to fix: say so at once.
+            Failure::Retry(reason) if attempt < MAX_ATTEMPTS && reason != RetryReason::Auth => {
                 if reason == RetryReason::Throttled {
                     pacer.slow_down();
                 }

@@ -8,17 +8,36 @@ use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use crate::metrics::RetryReason;
 
 /// What to do with a failed call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
     /// Try again after a backoff.
+    #[error("retryable failure ({})", .0.as_str())]
     Retry(RetryReason),
     /// The group or stream is missing: create it, then try again.
+    #[error("the log group or stream is missing")]
     MissingResource,
-    /// Will never succeed: count the events as dropped and log the kind once.
+    /// Will never succeed: count the events as dropped and log the code once.
+    #[error("refused for good: {code}")]
     Permanent {
-        /// A short, fixed label (the error code), for the log and for deduplication.
-        kind: String,
+        /// The error code (or `http_<status>`), for the log and for log-once.
+        code: Box<str>,
     },
+}
+
+impl Failure {
+    /// Whether trying again (after creating what is missing) may succeed.
+    pub fn is_retriable(&self) -> bool {
+        !matches!(self, Self::Permanent { .. })
+    }
+
+    /// A short fixed label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Retry(reason) => reason.as_str(),
+            Self::MissingResource => "resource_not_found",
+            Self::Permanent { .. } => "permanent",
+        }
+    }
 }
 
 /// Classifies an SDK error. Retryable: throttling, 5xx, timeouts, connection errors.
@@ -40,10 +59,10 @@ pub fn classify<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> F
             classify_code(code, status)
         }
         SdkError::ConstructionFailure(_) => Failure::Permanent {
-            kind: "construction_failure".into(),
+            code: "construction_failure".into(),
         },
         _ => Failure::Permanent {
-            kind: "unknown".into(),
+            code: "unknown".into(),
         },
     }
 }
@@ -60,14 +79,24 @@ pub fn classify_code(code: &str, status: u16) -> Failure {
         | "InternalFailure"
         | "InternalServerError" => Failure::Retry(RetryReason::ServerError),
         "ResourceNotFoundException" => Failure::MissingResource,
+        // Credentials refused: during a rotation or an IAM change these clear up; dropping
+        // the data (or deleting its disk records) for them would lose it.
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "ExpiredTokenException"
+        | "ExpiredToken"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "IncompleteSignature"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch" => Failure::Retry(RetryReason::Auth),
         _ if status == 429 => Failure::Retry(RetryReason::Throttled),
         _ if status >= 500 => Failure::Retry(RetryReason::ServerError),
+        _ if status == 401 || status == 403 => Failure::Retry(RetryReason::Auth),
         "" => Failure::Permanent {
-            kind: format!("http_{status}"),
+            code: format!("http_{status}").into(),
         },
-        code => Failure::Permanent {
-            kind: code.to_owned(),
-        },
+        code => Failure::Permanent { code: code.into() },
     }
 }
 
@@ -147,15 +176,31 @@ mod tests {
         assert_eq!(
             classify_code("InvalidParameterException", 400),
             Failure::Permanent {
-                kind: "InvalidParameterException".into()
+                code: "InvalidParameterException".into()
             }
         );
         assert_eq!(
-            classify_code("", 403),
+            classify_code("", 400),
             Failure::Permanent {
-                kind: "http_403".into()
+                code: "http_400".into()
             }
         );
+        assert!(!classify_code("DataAlreadyAcceptedException", 400).is_retriable());
+    }
+
+    #[test]
+    fn refused_credentials_are_retried_not_dropped() {
+        for code in [
+            "AccessDeniedException",
+            "ExpiredTokenException",
+            "UnrecognizedClientException",
+        ] {
+            let failure = classify_code(code, 400);
+            assert_eq!(failure, Failure::Retry(RetryReason::Auth), "{code}");
+            assert!(failure.is_retriable());
+            assert_eq!(failure.kind(), "auth");
+        }
+        assert_eq!(classify_code("", 403), Failure::Retry(RetryReason::Auth));
     }
 
     #[test]

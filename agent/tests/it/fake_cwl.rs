@@ -38,6 +38,9 @@ pub(crate) struct Behaviour {
     pub(crate) unavailable: AtomicBool,
     /// Delay each PutLogEvents answer by this many ms.
     pub(crate) delay_ms: AtomicUsize,
+    /// Answer this many PutLogEvents with AccessDeniedException first (a credential
+    /// rotation).
+    pub(crate) deny_next: AtomicUsize,
 }
 
 #[derive(Clone, Default)]
@@ -149,6 +152,14 @@ async fn handle(State(fake): State<FakeCwl>, headers: HeaderMap, body: Bytes) ->
                 && recorded.put_calls % 2 == 1;
             if throttle || alternate {
                 return error(StatusCode::BAD_REQUEST, "ThrottlingException");
+            }
+            let denied = fake
+                .behaviour
+                .deny_next
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if denied {
+                return error(StatusCode::BAD_REQUEST, "AccessDeniedException");
             }
             let stream = request["logStreamName"]
                 .as_str()

@@ -279,3 +279,47 @@ async fn emf_output_writes_spec_valid_documents_with_the_emf_header() {
     // The access lines themselves still went to the log stream, not the EMF one.
     assert_eq!(fake.count(), 250);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_credentials_are_retried_and_keep_their_disk_records() {
+    // Regression: two AccessDenied answers (a credential rotation) dropped 200 of 300
+    // lines with the disk buffer on, and deleted their records.
+    let (fake, endpoint, _server) = FakeCwl::start().await;
+    fake.behaviour.deny_next.store(2, Ordering::SeqCst);
+    let buffer = tempfile::tempdir().unwrap();
+    let mut options = Options::new(endpoint);
+    options.extra = format!(
+        "[disk_buffer]\npath = \"{}\"\nsegment_size_mib = 1\nmax_size_mib = 16\n",
+        buffer.path().display()
+    );
+    let mut agent = Agent::start(&options);
+    for chunk in 0..3 {
+        agent.write_lines(&numbered_lines(chunk * 100, 100));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let admin = agent.admin_port;
+    let counted = eventually(Duration::from_secs(10), || async move {
+        crate::support::http_get(admin, "/metrics")
+            .await
+            .is_ok_and(|(_, body)| body.contains("agent_retries_total{reason=\"auth\"} 2"))
+    })
+    .await;
+    assert!(counted, "both refusals must be counted as auth retries");
+    agent.close_stdin();
+    let (code, logs, _) = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("refuses the credentials"), "{logs}");
+    assert_exactly_once(&fake.messages(), 300);
+    let leftover: u64 = std::fs::read_dir(buffer.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert_eq!(
+        leftover, 0,
+        "every record was delivered, so acknowledged and deleted"
+    );
+}

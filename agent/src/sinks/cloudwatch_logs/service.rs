@@ -28,7 +28,12 @@ pub struct LogsService {
     logged: Arc<Mutex<HashSet<String>>>,
     /// Streams known to exist.
     streams: Arc<Mutex<HashSet<String>>>,
+    /// When refused credentials were last said in the log.
+    auth_warned: Arc<Mutex<Option<Instant>>>,
 }
+
+/// Refused credentials are said in the log at most this often.
+const AUTH_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How one batch ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,6 +63,7 @@ impl LogsService {
             metrics,
             logged: Arc::default(),
             streams: Arc::default(),
+            auth_warned: Arc::default(),
         }
     }
 
@@ -225,6 +231,9 @@ impl LogsService {
             match failure {
                 Failure::Retry(reason) => {
                     self.metrics.retried(reason);
+                    if reason == RetryReason::Auth {
+                        self.warn_auth_at_most_once_a_minute();
+                    }
                     tracing::debug!(
                         reason = reason.as_str(),
                         attempt = backoff.attempts(),
@@ -246,7 +255,7 @@ impl LogsService {
                 Failure::MissingResource => {
                     return Ok(self.permanent("ResourceNotFoundException", count));
                 }
-                Failure::Permanent { kind } => return Ok(self.permanent(&kind, count)),
+                Failure::Permanent { code } => return Ok(self.permanent(&code, count)),
             }
             tokio::select! {
                 () = tokio::time::sleep(backoff.next_delay()) => {}
@@ -283,6 +292,26 @@ impl LogsService {
         Delivery {
             sent: 0,
             dropped: events,
+        }
+    }
+
+    /// Refused credentials are retried (their events kept, on disk too), and said in the
+    /// log at most once a minute.
+    fn warn_auth_at_most_once_a_minute(&self) {
+        let now = Instant::now();
+        let due = self.auth_warned.lock().is_ok_and(|mut last| {
+            let due = last.is_none_or(|at| now.duration_since(at) >= AUTH_WARNING_INTERVAL);
+            if due {
+                *last = Some(now);
+            }
+            due
+        });
+        if due {
+            tracing::warn!(
+                group = %self.group,
+                retries = self.metrics.retries(RetryReason::Auth),
+                "CloudWatch Logs refuses the credentials (AccessDenied, expired or unrecognized); retrying, events are kept (said once a minute; see agent_retries_total{{reason=\"auth\"}})"
+            );
         }
     }
 

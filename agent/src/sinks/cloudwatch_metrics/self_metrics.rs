@@ -163,14 +163,14 @@ mod tests {
             received_events: [10, 0, 0, 5, 0],
             sent_events: 12,
             dropped: [1, 0, 0, 0, 0],
-            retries: [0; 5],
+            retries: [0; 6],
             sentry: [3, 0, 0, 0, 0, 0],
         };
         let current = Snapshot {
             received_events: [30, 0, 0, 7, 0],
             sent_events: 30,
             dropped: [4, 0, 2, 0, 0],
-            retries: [0, 0, 1, 0, 0],
+            retries: [0, 0, 1, 0, 0, 0],
             sentry: [3, 0, 0, 0, 0, 0],
         };
         let gauges = Gauges {

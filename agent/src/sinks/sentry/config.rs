@@ -39,7 +39,7 @@ pub struct SentryConfig {
     pub service: Option<String>,
     /// Lowest level that becomes a Sentry event: `warn`, `error` (default) or `fatal`.
     #[serde(default = "default_min_level")]
-    pub min_level: String,
+    pub min_level: MinLevel,
     /// Fields whose values group errors into one Sentry issue and one de-duplication
     /// window (absent fields are skipped; when none is present, the logger and message).
     #[serde(default = "default_fingerprint_fields")]
@@ -134,8 +134,20 @@ impl fmt::Debug for Redacted {
 fn default_dsn_secret_key() -> String {
     "SENTRY_DSN".into()
 }
-fn default_min_level() -> String {
-    "error".into()
+fn default_min_level() -> MinLevel {
+    MinLevel::Error
+}
+
+crate::choice::choice! {
+    /// The lowest level that becomes a Sentry event.
+    pub enum MinLevel {
+        /// warn and above.
+        Warn = "warn",
+        /// error and fatal.
+        Error = "error",
+        /// fatal only.
+        Fatal = "fatal",
+    }
 }
 fn default_fingerprint_fields() -> Vec<String> {
     strings(&["error_kind", "exception.type", "route", "http.route"])
@@ -391,7 +403,12 @@ impl SentryConfig {
 
     /// `min_level` as a level; `None` when it is not one of warn, error, fatal.
     pub fn min_level(&self) -> Option<Level> {
-        Level::parse(&self.min_level).filter(|level| *level >= Level::Warn)
+        match self.min_level {
+            MinLevel::Warn => Some(Level::Warn),
+            MinLevel::Error => Some(Level::Error),
+            MinLevel::Fatal => Some(Level::Fatal),
+            MinLevel::Invalid => None,
+        }
     }
 }
 
@@ -626,7 +643,7 @@ mod tests {
     #[test]
     fn validate_rejects_every_bad_key_at_once() {
         let config = SentryConfig {
-            min_level: "info".into(),
+            min_level: MinLevel::Invalid,
             environment: Some("prod/eu".into()),
             release: Some("latest".into()),
             fingerprint_fields: Vec::new(),

@@ -26,7 +26,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use self::config::{Dsn, DsnError, Redacted, Scheme, SentryConfig};
+pub use self::config::{Dsn, DsnError, MinLevel, Redacted, Scheme, SentryConfig};
 pub use self::event::{MAX_EVENT_BYTES, SDK_NAME};
 pub use self::rate_limit::DEFAULT_RETRY_AFTER;
 pub use self::secret::{SentryError, dsn_from_secret, fetch_dsn};

@@ -353,7 +353,7 @@ async fn lines_below_the_level_and_without_errors_are_not_sent() {
     let mut h = Harness::new(
         &receiver,
         SentryConfig {
-            min_level: "fatal".into(),
+            min_level: super::config::MinLevel::Fatal,
             ..config()
         },
     )

@@ -70,11 +70,23 @@ pub struct OtlpConfig {
     /// `traces` (SERVER spans) or `none`. One only: the API sends both, and counting both
     /// would count every request twice.
     #[serde(default = "default_request_timings")]
-    pub request_timings: String,
+    pub request_timings: RequestTimings,
 }
 
-fn default_request_timings() -> String {
-    "metrics".into()
+fn default_request_timings() -> RequestTimings {
+    RequestTimings::Metrics
+}
+
+crate::choice::choice! {
+    /// Which OTLP signal request timings are read from.
+    pub enum RequestTimings {
+        /// `http.server.request.duration` histograms.
+        Metrics = "metrics",
+        /// Server spans.
+        Traces = "traces",
+        /// Neither (access-log events give them, or nothing does).
+        None = "none",
+    }
 }
 
 fn default_http_address() -> String {
@@ -112,7 +124,7 @@ impl OtlpConfig {
                 ));
             }
         }
-        if !matches!(self.request_timings.as_str(), "metrics" | "traces" | "none") {
+        if !self.request_timings.is_valid() {
             errors.push(format!(
                 "{path}.request_timings: must be metrics, traces or none"
             ));
@@ -138,7 +150,7 @@ pub async fn run(
     timings: Recorder,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let receiver = Receiver::new(timings, &config.request_timings, logs);
+    let receiver = Receiver::new(timings, config.request_timings, logs);
     let max_body = config.max_body_bytes;
     let http = async {
         if config.http_address.is_empty() {
@@ -171,20 +183,20 @@ pub async fn run(
 #[derive(Debug, Clone)]
 struct Receiver {
     timings: Recorder,
-    /// `metrics`, `traces` or `none` (see [`OtlpConfig::request_timings`]).
-    timings_from: String,
+    /// See [`OtlpConfig::request_timings`].
+    timings_from: RequestTimings,
     logs: EventSender,
     cumulative: Arc<Mutex<CumulativeHistograms>>,
 }
 
 impl Receiver {
-    fn new(timings: Recorder, timings_from: &str, logs: EventSender) -> Self {
+    fn new(timings: Recorder, timings_from: RequestTimings, logs: EventSender) -> Self {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         Self {
             timings,
-            timings_from: timings_from.to_owned(),
+            timings_from,
             logs,
             cumulative: Arc::new(Mutex::new(CumulativeHistograms::new(
                 now,
@@ -195,7 +207,7 @@ impl Receiver {
 
     fn traces(&self, request: &ExportTraceServiceRequest) {
         let (timings, summary) = convert::span_timings(request);
-        if self.timings_from == "traces" {
+        if self.timings_from == RequestTimings::Traces {
             self.timings.record_all(timings);
         }
         tracing::debug!(
@@ -215,7 +227,7 @@ impl Receiver {
                 .unwrap_or_else(PoisonError::into_inner);
             convert::histogram_timings(request, &mut cumulative)
         };
-        if self.timings_from == "metrics" {
+        if self.timings_from == RequestTimings::Metrics {
             self.timings.record_all(timings);
         }
         tracing::debug!(

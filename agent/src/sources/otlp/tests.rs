@@ -640,7 +640,7 @@ impl Harness {
         let recorder = Recorder::new(100);
         let receiver = Receiver::new(
             recorder.clone(),
-            "traces",
+            RequestTimings::Traces,
             senders.for_source(SourceKind::Otlp),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1032,12 +1032,12 @@ fn config_defaults_and_validation() {
     );
     assert_eq!(config.max_body_bytes, 4 * 1024 * 1024);
     assert!(config.validate("sources.otlp").is_empty());
-    assert_eq!(config.request_timings, "metrics");
+    assert_eq!(config.request_timings, RequestTimings::Metrics);
     let bad = OtlpConfig {
         http_address: "nowhere".into(),
         grpc_address: String::new(),
         max_body_bytes: 0,
-        request_timings: "both".into(),
+        request_timings: RequestTimings::Invalid,
     };
     assert_eq!(
         bad.validate("sources.otlp"),
