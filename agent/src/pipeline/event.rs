@@ -93,10 +93,10 @@ pub struct Event {
 }
 
 impl Event {
-    /// Bytes this event holds against the memory ceiling: its text plus a fixed overhead
-    /// for the struct and its place in a batch.
+    /// Bytes this event holds against the memory ceiling: its text and request id plus a
+    /// fixed overhead for the struct and its place in a batch.
     pub fn cost(&self) -> usize {
-        self.message.len() + EVENT_OVERHEAD
+        self.message.len() + self.request_id.as_deref().map_or(0, str::len) + EVENT_OVERHEAD
     }
 }
 
@@ -136,6 +136,10 @@ impl PartialEq for Ack {
 }
 
 impl Eq for Ack {}
+
+/// Longest request id kept (Sentry's limit on a tag value): a longer value is not an id and
+/// is not read, so it cannot double an event's memory outside the text's limits.
+pub const MAX_REQUEST_ID_BYTES: usize = 200;
 
 /// Approximate bytes of bookkeeping per event (struct, vector slot, allocator rounding).
 pub const EVENT_OVERHEAD: usize = 64;

@@ -459,5 +459,71 @@ mod tests {
         assert_eq!(rx.recv().await.unwrap().events.len(), 1);
     }
 
+    #[test]
+    fn request_ids_are_capped_and_counted_in_the_cost() {
+        let fields = ParseFields {
+            timestamp: "timestamp".into(),
+            level: "level".into(),
+            timing: None,
+        };
+        let p = Processor::new(fields, None, 1 << 20).with_request_id_field("rid".into());
+        let m = Metrics::default();
+        let short = p.process(RawLine::new(r#"{"rid":"abc"}"#), 1, &m);
+        assert_eq!(short.request_id.as_deref(), Some("abc"));
+        assert_eq!(
+            short.cost(),
+            short.message.len() + 3 + event::EVENT_OVERHEAD
+        );
+        let long = format!(
+            r#"{{"rid":"{}"}}"#,
+            "x".repeat(event::MAX_REQUEST_ID_BYTES + 1)
+        );
+        let long = p.process(RawLine::new(long), 1, &m);
+        assert_eq!(long.request_id, None, "an over-long id is not read");
+    }
+
+    #[tokio::test]
+    async fn senders_cancelled_mid_send_leave_the_budget_exactly_as_it_was() {
+        // Regression: bytes taken from the budget and then dropped with a cancelled send
+        // (an OTLP client gone, a gRPC deadline) were never given back.
+        let metrics = Arc::new(Metrics::default());
+        let budget = MemoryBudget::new(1 << 20);
+        let (senders, mut rx) = channel(processor(1024), budget.clone(), metrics);
+        let sender = senders.for_source(SourceKind::Otlp);
+        // Fill the channel's slots (not the budget): the next sends take their bytes, then
+        // wait for a slot.
+        for _ in 0..output::CHANNEL_BATCHES {
+            sender.send(vec![RawLine::new("x")]).await.unwrap();
+        }
+        let accepted = budget.in_use();
+        let waiting: Vec<_> = (0..16)
+            .map(|_| {
+                let sender = sender.clone();
+                tokio::spawn(async move { sender.send(vec![RawLine::new("0123456789")]).await })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(
+            budget.in_use(),
+            accepted + 16 * EVENT_COST_10,
+            "the waiting sends hold their bytes"
+        );
+        for task in &waiting {
+            task.abort();
+        }
+        for task in waiting {
+            assert!(task.await.unwrap_err().is_cancelled());
+        }
+        assert_eq!(
+            budget.in_use(),
+            accepted,
+            "cancelled sends gave their bytes back"
+        );
+        while let Ok(batch) = rx.try_recv() {
+            budget.release(batch.cost());
+        }
+        assert_eq!(budget.in_use(), 0);
+    }
+
     const EVENT_COST_10: usize = 10 + event::EVENT_OVERHEAD;
 }

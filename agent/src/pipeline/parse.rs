@@ -106,6 +106,7 @@ impl<'de> Visitor<'de> for LineSeed<'_> {
                 parsed.request_id = map
                     .next_value::<Scalar<'de>>()?
                     .text()
+                    .filter(|id| id.len() <= super::event::MAX_REQUEST_ID_BYTES)
                     .map(String::into_boxed_str);
             } else if let Some(names) = &self.fields.timing {
                 if key == names.route {

@@ -3,6 +3,7 @@
 //! bytes in all (the oldest request is forgotten first).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::pipeline::event::{Event, Level};
 
@@ -48,12 +49,21 @@ pub(crate) fn clip(text: &str, max: usize) -> &str {
     &text[..cut]
 }
 
+/// Bytes of bookkeeping per request id (map entry, order slot, the shared allocation).
+const REQUEST_OVERHEAD: usize = 96;
+
+/// What one request id holds against the byte cap (its text is stored once, shared by the
+/// map and the eviction order).
+fn request_cost(id: &str) -> usize {
+    id.len() + REQUEST_OVERHEAD
+}
+
 /// Crumbs per request id, oldest request first out.
 #[derive(Debug)]
 pub(crate) struct BreadcrumbStore {
-    by_request: HashMap<Box<str>, VecDeque<Crumb>>,
+    by_request: HashMap<Arc<str>, VecDeque<Crumb>>,
     /// Request ids in the order they were first seen (eviction order).
-    order: VecDeque<Box<str>>,
+    order: VecDeque<Arc<str>>,
     bytes: usize,
     per_request: usize,
     max_requests: usize,
@@ -90,7 +100,8 @@ impl BreadcrumbStore {
             while self.by_request.len() >= self.max_requests {
                 self.evict_oldest();
             }
-            let id: Box<str> = request_id.into();
+            let id: Arc<str> = request_id.into();
+            self.bytes += request_cost(&id);
             self.order.push_back(id.clone());
             self.by_request.insert(id, VecDeque::from([crumb]));
         }
@@ -111,7 +122,7 @@ impl BreadcrumbStore {
         if let Some(id) = self.order.pop_front()
             && let Some(crumbs) = self.by_request.remove(&id)
         {
-            self.bytes -= crumbs.iter().map(Crumb::cost).sum::<usize>();
+            self.bytes -= crumbs.iter().map(Crumb::cost).sum::<usize>() + request_cost(&id);
         }
     }
 
@@ -183,8 +194,27 @@ mod tests {
             );
         }
         assert!(store.bytes() <= 10 * (100 + CRUMB_OVERHEAD));
-        assert_eq!(store.requests(), 10);
+        let per_request = 100 + CRUMB_OVERHEAD + request_cost("req-999");
+        assert_eq!(store.requests(), 10 * (100 + CRUMB_OVERHEAD) / per_request);
         assert_eq!(store.get("req-999").len(), 1);
+    }
+
+    #[test]
+    fn request_ids_count_against_the_byte_cap() {
+        // Regression: ids were stored twice and not counted, so 1 MiB ids slipped past
+        // every limit.
+        let cap = 1 << 20;
+        let mut store = BreadcrumbStore::new(20, 1000, cap);
+        for i in 0..100 {
+            let id = format!("{i:04}{}", "i".repeat(64 * 1024));
+            store.push(&id, Crumb::of(&event("x", 1), 1024));
+        }
+        assert!(store.bytes() <= cap, "{}", store.bytes());
+        assert!(
+            store.requests() <= cap / (64 * 1024),
+            "{}",
+            store.requests()
+        );
     }
 
     #[test]
