@@ -38,6 +38,11 @@ pub struct Config {
     /// Seconds to flush after SIGTERM before giving up (keep below the ECS stop timeout).
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
+    /// Seconds the inputs keep accepting after SIGTERM, for the application's own last
+    /// lines (its shutdown logs reach FireLens after the sidecar's SIGTERM); within the
+    /// grace period. Default a third of `shutdown_grace_secs`.
+    #[serde(default)]
+    pub input_linger_secs: Option<f64>,
     /// The admin HTTP server (`/health`, `/ready`, `/metrics`).
     #[serde(default)]
     pub admin: AdminConfig,
@@ -264,6 +269,12 @@ impl Config {
         if !(1..=115).contains(&self.shutdown_grace_secs) {
             errors.push("shutdown_grace_secs: must be 1..=115 (ECS allows at most 120 s)".into());
         }
+        if let Some(linger) = self.input_linger_secs
+            && !(linger >= 0.0 && linger < self.shutdown_grace_secs as f64)
+        {
+            errors
+                .push("input_linger_secs: must be 0 or more and below shutdown_grace_secs".into());
+        }
         let memory = self.memory_limit_mib.saturating_mul(1024 * 1024) as usize;
         errors.extend(self.admin.validate("admin"));
         errors.extend(self.sources.validate("sources", memory));
@@ -290,6 +301,13 @@ impl Config {
             ));
         }
         errors
+    }
+
+    /// How long inputs keep accepting after SIGTERM.
+    pub fn input_linger(&self) -> std::time::Duration {
+        let grace = std::time::Duration::from_secs(self.shutdown_grace_secs);
+        self.input_linger_secs
+            .map_or(grace / 3, std::time::Duration::from_secs_f64)
     }
 
     /// The memory ceiling in bytes.

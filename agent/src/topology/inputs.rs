@@ -86,9 +86,16 @@ impl Inputs {
         }
     }
 
-    /// Stops every source (the first shutdown phase); those still running at the inputs'
+    /// Lets the sources accept the application's last lines until the linger deadline (or
+    /// until they have all ended), then stops them; those still running at the inputs'
     /// deadline are aborted, which drops their senders and so closes the pipeline.
     pub(super) async fn stop(&mut self, shutdown: &Shutdown) {
+        let tasks = &mut self.tasks;
+        shutdown
+            .wait(Phase::Linger, shutdown.linger_deadline(), async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
         self.stop.cancel();
         let tasks = &mut self.tasks;
         let stopped = shutdown

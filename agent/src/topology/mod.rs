@@ -63,6 +63,7 @@ struct Shared {
 pub struct Topology {
     shared: Shared,
     grace: Duration,
+    linger: Duration,
     inputs: Inputs,
     logs: JoinHandle<u64>,
     sentry: Option<(JoinHandle<()>, CancellationToken)>,
@@ -116,6 +117,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Topology> {
     Ok(Topology {
         shared,
         grace: Duration::from_secs(config.shutdown_grace_secs),
+        linger: config.input_linger(),
         inputs,
         logs,
         sentry,
@@ -322,12 +324,13 @@ impl Topology {
     /// shuts down within the grace period.
     pub async fn run(mut self, signal: impl std::future::Future<Output = ()>) {
         self.inputs.until_stopped(signal).await;
-        let (shutdown, _watchdog) = Shutdown::begin(self.grace);
+        let (shutdown, _watchdog) = Shutdown::begin(self.grace, self.linger);
         self.shared.ready.store(false, Ordering::Relaxed);
         tracing::info!(
             grace_secs = self.grace.as_secs(),
+            linger_ms = self.linger.as_millis() as u64,
             buffered_bytes = self.shared.budget.in_use(),
-            "shutting down: stopping inputs, flushing"
+            "shutting down: inputs accept the last lines, then stop; flushing"
         );
         self.inputs.stop(&shutdown).await;
         let undelivered = self.drain(&shutdown).await;

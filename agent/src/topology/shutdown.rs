@@ -20,6 +20,8 @@ const FINAL_STEPS: Duration = Duration::from_millis(300);
 /// The named phases, for the agent's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Inputs keep accepting the application's last lines.
+    Linger,
     /// Inputs stop accepting and their tasks end.
     StopInputs,
     /// Sinks flush what they hold.
@@ -33,6 +35,7 @@ pub enum Phase {
 impl Phase {
     fn as_str(self) -> &'static str {
         match self {
+            Self::Linger => "linger",
             Self::StopInputs => "stop_inputs",
             Self::DrainOutputs => "drain_outputs",
             Self::FinalMetrics => "final_metrics",
@@ -46,15 +49,17 @@ impl Phase {
 pub struct Shutdown {
     started: Instant,
     grace: Duration,
+    linger: Duration,
 }
 
 impl Shutdown {
     /// Starts the clock now and arms the watchdog, which stands down when the returned
     /// guard is dropped (the shutdown finished in time).
-    pub fn begin(grace: Duration) -> (Self, Watchdog) {
+    pub fn begin(grace: Duration, linger: Duration) -> (Self, Watchdog) {
         let shutdown = Self {
             started: Instant::now(),
             grace,
+            linger: linger.min(grace),
         };
         let watchdog = shutdown.arm_watchdog();
         (shutdown, watchdog)
@@ -70,9 +75,16 @@ impl Shutdown {
         self.drain_deadline() + EXIT_MARGIN
     }
 
-    /// When inputs must have stopped: a small share of the grace, so draining gets most.
+    /// Until when inputs keep accepting (the application's last lines).
+    pub fn linger_deadline(&self) -> Instant {
+        self.started + self.linger
+    }
+
+    /// When inputs must have stopped after the linger: a small share of what is left of the
+    /// grace, so draining gets most.
     pub fn inputs_deadline(&self) -> Instant {
-        self.started + (self.grace / 4).min(Duration::from_secs(2))
+        let left = self.grace.saturating_sub(self.linger);
+        self.linger_deadline() + (left / 4).min(Duration::from_secs(2))
     }
 
     /// When the final metrics must be out: what the drain left of the margin.
@@ -83,6 +95,16 @@ impl Shutdown {
     /// When the buffer's threads must have been joined.
     pub fn join_deadline(&self) -> Instant {
         self.exit_deadline() - FINAL_STEPS / 3
+    }
+
+    /// Waits until `deadline` unless `work` ends first; neither is a failure.
+    pub async fn wait<F: Future>(&self, phase: Phase, deadline: Instant, work: F) {
+        let ended = tokio::time::timeout_at(deadline, work).await.is_ok();
+        tracing::debug!(
+            phase = phase.as_str(),
+            ended_early = ended,
+            "shutdown phase done"
+        );
     }
 
     /// Runs one phase until `deadline`; `None` (logged) when the deadline cut it short.

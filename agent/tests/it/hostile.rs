@@ -163,7 +163,7 @@ async fn read_ack(stream: &mut TcpStream, chunk: &str) {
 }
 
 /// Sends one line as a frame and waits for its ack (so it is accepted).
-async fn send_frame(stream: &mut TcpStream, log: &str, chunk: &str) {
+pub(crate) async fn send_frame(stream: &mut TcpStream, log: &str, chunk: &str) {
     stream
         .write_all(&message(now_secs(), log.as_bytes(), chunk))
         .await

@@ -190,3 +190,52 @@ async fn a_slow_then_resetting_endpoint_loses_nothing_through_the_proxy() {
     assert_eq!(undelivered(&logs), Some(0), "{logs}");
     assert_exactly_once(&fake.messages(), 2_000);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_applications_last_lines_after_sigterm_still_arrive() {
+    // FireLens' failure: at task stop the app keeps flushing its shutdown logs after the
+    // sidecar's SIGTERM. The forward input keeps accepting for input_linger_secs.
+    let (fake, endpoint, _server) = FakeCwl::start().await;
+    let port = crate::support::free_port();
+    let mut options = Options::new(endpoint);
+    options.shutdown_grace_secs = 8;
+    options.extra = format!("[sources.forward]\naddress = \"127.0.0.1:{port}\"\n");
+    options.prelude = "input_linger_secs = 4\n".into();
+    let agent = Agent::start(&options);
+    let mut stream = loop {
+        if let Ok(stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            break stream;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    crate::hostile::send_frame(&mut stream, "before SIGTERM", "c0").await;
+    agent.terminate();
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        sent += 1;
+        crate::hostile::send_frame(
+            &mut stream,
+            &format!("last words {sent}"),
+            &format!("c{sent}"),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(stream);
+    let (code, logs, _) = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{logs}");
+    let messages = fake.messages();
+    assert!(messages.iter().any(|m| m == "before SIGTERM"));
+    for i in 1..=sent {
+        let line = format!("last words {i}");
+        assert_eq!(
+            messages.iter().filter(|m| **m == line).count(),
+            1,
+            "{line} of {sent}\n{logs}"
+        );
+    }
+    assert!(sent >= 20, "the client kept sending for 3 s ({sent} lines)");
+}

@@ -81,6 +81,8 @@ pub(crate) struct Options {
     pub(crate) extra: String,
     /// The `[metrics]` table; by default nothing is published (no traffic leaves loopback).
     pub(crate) metrics: String,
+    /// Root keys placed before every table.
+    pub(crate) prelude: String,
 }
 
 impl Options {
@@ -91,6 +93,7 @@ impl Options {
             shutdown_grace_secs: 10,
             extra: String::new(),
             metrics: "[metrics]\npublish = \"none\"\n".into(),
+            prelude: String::new(),
         }
     }
 }
@@ -102,6 +105,7 @@ impl Agent {
         let admin_port = free_port();
         let config = format!(
             r#"
+{prelude}
 memory_limit_mib = {memory}
 shutdown_grace_secs = {grace}
 log_level = "debug"
@@ -119,6 +123,7 @@ request_timeout_ms = 2000
 {extra}
 {metrics}
 "#,
+            prelude = options.prelude,
             memory = options.memory_limit_mib,
             grace = options.shutdown_grace_secs,
             endpoint = options.endpoint,
