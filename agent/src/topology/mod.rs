@@ -174,6 +174,13 @@ async fn attach_sentry(config: &Config, shared: &Shared) -> Option<(SentryTap, S
     sinks::sentry::attach(Some(sentry), &shared.metrics, &shared.task_info, timeout).await
 }
 
+/// The pipeline's two ends, and the disk buffer's status and threads when it is on.
+type Outputs = (
+    EventSenders,
+    tokio::sync::mpsc::Receiver<Batch>,
+    Option<(Status, Threads)>,
+);
+
 /// The pipeline's senders and the sink's receiver: through memory, or through the disk
 /// buffer (whose threads are returned with its status).
 fn outputs(
@@ -181,11 +188,7 @@ fn outputs(
     processor: Processor,
     shared: &Shared,
     stop_inputs: &CancellationToken,
-) -> anyhow::Result<(
-    EventSenders,
-    tokio::sync::mpsc::Receiver<Batch>,
-    Option<(Status, Threads)>,
-)> {
+) -> anyhow::Result<Outputs> {
     let Some(disk) = &config.disk_buffer else {
         let (output, receiver) = MemoryOutput::new(shared.budget.clone());
         let senders = senders(processor, shared, Box::new(output), stop_inputs);

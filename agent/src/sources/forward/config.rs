@@ -17,6 +17,10 @@ pub struct ForwardConfig {
     /// Largest reassembled partial message, in bytes; the rest is cut with a marker.
     #[serde(default = "default_max_partial_bytes")]
     pub max_partial_bytes: usize,
+    /// A split line still incomplete this long after its first part is shipped as it is
+    /// (marked as cut, counted as `partial_timeout`), in ms (default 5000).
+    #[serde(default = "default_partial_timeout_ms")]
+    pub partial_timeout_ms: u64,
     /// Largest frame accepted, in bytes; a larger one closes that connection.
     #[serde(default = "default_max_frame_bytes")]
     pub max_frame_bytes: usize,
@@ -30,6 +34,9 @@ pub struct ForwardConfig {
     pub frame_timeout_ms: u64,
 }
 
+fn default_partial_timeout_ms() -> u64 {
+    5_000
+}
 fn default_frame_timeout_ms() -> u64 {
     30_000
 }
@@ -70,6 +77,10 @@ impl ForwardConfig {
         check(
             self.max_partial_bytes >= 1024,
             ".max_partial_bytes: must be at least 1024",
+        );
+        check(
+            (10..=600_000).contains(&self.partial_timeout_ms),
+            ".partial_timeout_ms: must be 10..=600000",
         );
         check(
             self.max_frame_bytes >= 64 * 1024,

@@ -13,6 +13,7 @@ pub mod decode;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
@@ -62,6 +63,7 @@ const MAX_BATCH_LINES: usize = 8192;
 struct Limits {
     max_frame_bytes: usize,
     max_partial_bytes: usize,
+    partial_timeout: Duration,
     idle_timeout: Duration,
 }
 
@@ -70,6 +72,7 @@ impl Limits {
         Self {
             max_frame_bytes: config.max_frame_bytes,
             max_partial_bytes: config.max_partial_bytes,
+            partial_timeout: Duration::from_millis(config.partial_timeout_ms),
             idle_timeout: Duration::from_millis(config.frame_timeout_ms),
         }
     }
@@ -284,8 +287,6 @@ struct Connection {
     scanner: FrameScanner,
     decoder: Decoder,
     lines: Lines,
-    /// Acks of decoded frames, written once their lines are accepted.
-    acks: Vec<u8>,
     /// Time spent waiting for the bytes of the frame in progress.
     frame_waited: Duration,
 }
@@ -297,8 +298,7 @@ impl Connection {
             out,
             scanner: FrameScanner::new(),
             decoder: Decoder::new(limits.max_frame_bytes),
-            lines: Lines::new(limits.max_partial_bytes),
-            acks: Vec::new(),
+            lines: Lines::new(limits.max_partial_bytes, limits.partial_timeout),
             frame_waited: Duration::ZERO,
         }
     }
@@ -351,9 +351,14 @@ impl Connection {
             }
             let read = if buffer.is_empty() {
                 self.frame_waited = Duration::ZERO;
+                let expiry = self.lines.partials.next_deadline();
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
                     read = stream.read_buf(&mut buffer) => read?,
+                    () = sleep_until(expiry) => {
+                        self.flush_expired_partials();
+                        continue;
+                    }
                 }
             } else {
                 let limit = self.limits.idle_timeout;
@@ -383,6 +388,22 @@ impl Connection {
         }
     }
 
+    /// Ships the lines left incomplete past `partial_timeout_ms` (marked as cut, counted);
+    /// the next delivery sends them and writes the acks they held.
+    fn flush_expired_partials(&mut self) {
+        let before = self.lines.partials.timed_out;
+        let lines = &mut self.lines;
+        lines
+            .partials
+            .ship_expired(tokio::time::Instant::now(), &mut lines.assembled);
+        lines.commit();
+        for _ in before..lines.partials.timed_out {
+            self.out
+                .metrics()
+                .input_error(SourceKind::Forward, "partial_timeout");
+        }
+    }
+
     /// Decodes every complete frame in `buffer`, delivering when the batch is large.
     async fn decode_buffered<S: AsyncWrite + Unpin>(
         &mut self,
@@ -391,18 +412,14 @@ impl Connection {
     ) -> Result<(), ConnectionError> {
         while let Some(len) = self.scanner.scan(buffer, self.limits.max_frame_bytes)? {
             self.frame_waited = Duration::ZERO;
-            let Self {
-                decoder,
-                lines,
-                acks,
-                ..
-            } = self;
+            let Self { decoder, lines, .. } = self;
             let mark = lines.mark();
+            lines.partials.begin_frame();
             match decoder.decode(&buffer[..len], |record| lines.record(record)) {
                 Ok(chunk) => {
                     lines.commit();
                     if let Some(chunk) = chunk {
-                        decode::encode_ack(chunk, acks);
+                        lines.partials.ack_frame(chunk, &mut lines.acks);
                     }
                 }
                 Err(error) => {
@@ -431,12 +448,12 @@ impl Connection {
                 .await
                 .map_err(|_| ConnectionError::PipelineClosed)?;
         }
-        if !self.acks.is_empty() {
+        if !self.lines.acks.is_empty() {
             let timeout = self.limits.idle_timeout;
-            tokio::time::timeout(timeout, stream.write_all(&self.acks))
+            tokio::time::timeout(timeout, stream.write_all(&self.lines.acks))
                 .await
                 .map_err(|_| ConnectionError::AckTimeout(timeout))??;
-            self.acks.clear();
+            self.lines.acks.clear();
         }
         Ok(())
     }
@@ -448,10 +465,12 @@ struct Lines {
     batch: Vec<RawLine>,
     /// Σ line bytes in `batch`.
     bytes: usize,
-    /// Lines the reassembler completed (or evicted) during the current frame. They are
-    /// kept apart so that discarding a bad frame never discards them: their earlier parts
-    /// may already have been acked.
-    assembled: Vec<RawLine>,
+    /// Lines the reassembler completed (or evicted) during the current frame, with the acks
+    /// they released. They are kept apart so that discarding a bad frame never discards
+    /// them: their earlier parts may already have been acked.
+    assembled: Shipped,
+    /// Acks of decoded frames, written once their lines are accepted.
+    acks: Vec<u8>,
     partials: Partials,
     /// The last container name seen: records of one connection nearly always share it,
     /// so its `Arc` is reused rather than allocated per line.
@@ -459,12 +478,13 @@ struct Lines {
 }
 
 impl Lines {
-    fn new(max_partial_bytes: usize) -> Self {
+    fn new(max_partial_bytes: usize, partial_timeout: Duration) -> Self {
         Self {
             batch: Vec::new(),
             bytes: 0,
-            assembled: Vec::new(),
-            partials: Partials::new(max_partial_bytes),
+            assembled: Shipped::default(),
+            acks: Vec::new(),
+            partials: Partials::new(max_partial_bytes, partial_timeout),
             container: None,
         }
     }
@@ -503,14 +523,17 @@ impl Lines {
         (self.batch.len(), self.bytes)
     }
 
-    /// Adds the lines the reassembler shipped during the frame to the batch.
+    /// Adds the lines the reassembler shipped during the frame to the batch, and the acks
+    /// they released to those to write once the batch is accepted.
     fn commit(&mut self) {
         self.bytes += self
             .assembled
+            .lines
             .iter()
             .map(|line| line.bytes.len())
             .sum::<usize>();
-        self.batch.append(&mut self.assembled);
+        self.batch.append(&mut self.assembled.lines);
+        self.acks.append(&mut self.assembled.acks);
     }
 
     /// Forgets the lines a frame that turned out bad pushed since `mark`, except those the
@@ -528,39 +551,92 @@ impl Lines {
     }
 }
 
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Reassembles the lines Docker and containerd split into parts of 16 KiB.
 ///
 /// Parts are joined in ordinal order (they may arrive out of order); a line is shipped when
 /// its last part and as many parts as that part's ordinal have arrived. A line is capped at
 /// `max_bytes` (then [`TRUNCATION_MARKER`] is appended and later parts are dropped, but the
 /// line still ships). At most [`MAX_OPEN_PARTIALS`] lines and `4 × max_bytes` are held per
-/// connection; beyond either the oldest ships as it is, as does everything at close.
+/// connection; beyond either the oldest ships as it is, as does a line left incomplete for
+/// `timeout` and everything at close.
+///
+/// A frame's ack is held while a line it brought parts of is still open: the part lives
+/// only in memory until its line ships (and is accepted), so acking it earlier would let a
+/// crash lose it, disk buffer or not. In-order parts extend one range, so reassembly is
+/// linear in the line's bytes whatever the number of parts.
 #[derive(Debug)]
 struct Partials {
     open: Vec<Assembly>,
     max_bytes: usize,
     held: usize,
+    timeout: Duration,
+    /// The frame being decoded (assemblies it touched carry its number).
+    frame: u64,
+    /// Acks waiting for open lines: chunk id and how many open lines hold it.
+    pending: HashMap<u64, (Vec<u8>, usize)>,
+    /// Lines shipped incomplete because `timeout` passed.
+    timed_out: u64,
 }
 
 #[derive(Debug)]
 struct Assembly {
     id: Vec<u8>,
     data: Vec<u8>,
-    /// (ordinal, bytes kept in `data`), sorted by ordinal.
-    parts: Vec<(u64, usize)>,
+    /// (first ordinal, last ordinal, bytes kept in `data`), sorted; consecutive parts
+    /// extend the last range.
+    parts: Vec<(u64, u64, usize)>,
     seen: u64,
     last: Option<u64>,
     truncated: bool,
     time_ms: Option<i64>,
     container: Option<Arc<str>>,
+    /// When its first part arrived.
+    opened: tokio::time::Instant,
+    /// The last frame that brought a part.
+    frame: u64,
+    /// Keys of the pending acks this line holds.
+    acks: Vec<u64>,
 }
 
 impl Partials {
-    fn new(max_bytes: usize) -> Self {
+    fn new(max_bytes: usize, timeout: Duration) -> Self {
         Self {
             open: Vec::new(),
             max_bytes,
             held: 0,
+            timeout,
+            frame: 0,
+            pending: HashMap::new(),
+            timed_out: 0,
+        }
+    }
+
+    /// Starts a new frame.
+    fn begin_frame(&mut self) {
+        self.frame += 1;
+    }
+
+    /// The ack of the frame just decoded: written at once (into `acks`) unless a line it
+    /// brought parts of is still open, then held by those lines.
+    fn ack_frame(&mut self, chunk: &[u8], acks: &mut Vec<u8>) {
+        let key = self.frame;
+        let mut holders = 0;
+        for assembly in self.open.iter_mut().filter(|a| a.frame == key) {
+            assembly.acks.push(key);
+            holders += 1;
+        }
+        if holders == 0 {
+            decode::encode_ack(chunk, acks);
+        } else {
+            self.pending.insert(key, (chunk.to_vec(), holders));
         }
     }
 
@@ -570,7 +646,7 @@ impl Partials {
         log: &[u8],
         time_ms: Option<i64>,
         container: Option<Arc<str>>,
-        out: &mut Vec<RawLine>,
+        out: &mut Shipped,
     ) {
         let index = match self.open.iter().position(|open| open.id == part.id) {
             Some(index) => index,
@@ -587,11 +663,15 @@ impl Partials {
                     truncated: false,
                     time_ms,
                     container,
+                    opened: tokio::time::Instant::now(),
+                    frame: self.frame,
+                    acks: Vec::new(),
                 });
                 self.open.len() - 1
             }
         };
         let assembly = &mut self.open[index];
+        assembly.frame = self.frame;
         let before = assembly.data.len();
         assembly.add(part, log, self.max_bytes);
         self.held += assembly.data.len() - before;
@@ -603,17 +683,53 @@ impl Partials {
         }
     }
 
-    fn ship(&mut self, index: usize, out: &mut Vec<RawLine>) {
-        let assembly = self.open.remove(index);
+    fn ship(&mut self, index: usize, out: &mut Shipped) {
+        let mut assembly = self.open.remove(index);
         self.held -= assembly.data.len();
-        out.push(assembly.into_line());
+        for key in std::mem::take(&mut assembly.acks) {
+            if let Some((chunk, holders)) = self.pending.get_mut(&key) {
+                *holders -= 1;
+                if *holders == 0 {
+                    decode::encode_ack(chunk, &mut out.acks);
+                    self.pending.remove(&key);
+                }
+            }
+        }
+        out.lines.push(assembly.into_line());
+    }
+
+    /// When the oldest open line times out, if any is open.
+    fn next_deadline(&self) -> Option<tokio::time::Instant> {
+        self.open.iter().map(|a| a.opened + self.timeout).min()
+    }
+
+    /// Ships (as they are, marked) the lines open for longer than the timeout.
+    fn ship_expired(&mut self, now: tokio::time::Instant, out: &mut Shipped) {
+        while let Some(index) = self
+            .open
+            .iter()
+            .position(|a| a.opened + self.timeout <= now)
+        {
+            self.open[index].truncated = true;
+            self.timed_out += 1;
+            self.ship(index, out);
+        }
     }
 
     /// Ships every line still being reassembled, as it is.
-    fn drain(&mut self, out: &mut Vec<RawLine>) {
-        out.extend(self.open.drain(..).map(Assembly::into_line));
-        self.held = 0;
+    fn drain(&mut self, out: &mut Shipped) {
+        while !self.open.is_empty() {
+            self.ship(0, out);
+        }
     }
+}
+
+/// What the reassembler hands on: completed (or cut) lines, and the acks they released.
+#[derive(Debug, Default)]
+struct Shipped {
+    lines: Vec<RawLine>,
+    /// Encoded acks, written once `lines` are accepted.
+    acks: Vec<u8>,
 }
 
 impl Assembly {
@@ -622,13 +738,21 @@ impl Assembly {
         // Without an ordinal a part goes after those received so far.
         let ordinal = part
             .ordinal
-            .unwrap_or_else(|| self.parts.last().map_or(0, |&(o, _)| o));
+            .unwrap_or_else(|| self.parts.last().map_or(0, |&(_, o, _)| o));
         if part.last {
             // A last part without an ordinal completes the line at once.
             self.last = Some(part.ordinal.unwrap_or(0));
         }
-        let index = self.parts.partition_point(|&(o, _)| o <= ordinal);
-        let offset: usize = self.parts[..index].iter().map(|&(_, len)| len).sum();
+        let index = self
+            .parts
+            .partition_point(|&(first, _, _)| first <= ordinal);
+        // In order (the usual case): the end of the data, found in O(1).
+        let in_order = index == self.parts.len();
+        let offset = if in_order {
+            self.data.len()
+        } else {
+            self.parts[..index].iter().map(|&(_, _, len)| len).sum()
+        };
         let keep = log.len().min(max.saturating_sub(offset));
         if keep < log.len() {
             self.truncated = true;
@@ -642,13 +766,19 @@ impl Assembly {
             self.data
                 .splice(offset..offset, log[..keep].iter().copied());
         }
-        self.parts.insert(index, (ordinal, keep));
+        match self.parts.last_mut() {
+            Some((_, last, len)) if in_order && ordinal <= *last + 1 => {
+                *last = ordinal.max(*last);
+                *len += keep;
+            }
+            _ => self.parts.insert(index, (ordinal, ordinal, keep)),
+        }
         if self.data.len() > max {
             // An earlier part arrived late and pushed later bytes past the cap.
             self.truncated = true;
             self.data.truncate(max);
             let mut kept = 0;
-            self.parts.retain_mut(|(_, len)| {
+            self.parts.retain_mut(|(_, _, len)| {
                 if kept >= max {
                     return false;
                 }
