@@ -336,6 +336,12 @@ impl EventSender {
         Ok(())
     }
 
+    /// The most budget bytes one `try_send` may take (a quarter of the ceiling): a source
+    /// can refuse a request that could never fit before materialising its lines.
+    pub fn max_batch_cost(&self) -> usize {
+        self.shared.budget.limit() / 4
+    }
+
     /// The shared metrics (sources count their own errors).
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics

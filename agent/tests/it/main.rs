@@ -1,6 +1,7 @@
 //! The agent's one integration-test binary: the real `agent` binary against an in-process
 //! fake CloudWatch Logs endpoint (faults) and the AWS emulator (the real SDK round trip).
 
+mod amplification;
 mod cli;
 mod durability;
 mod emulator;

@@ -442,6 +442,20 @@ impl Decoder {
         frame: &'f [u8],
         mut each: impl FnMut(Record<'_>),
     ) -> Result<Option<&'f [u8]>, DecodeError> {
+        self.decode_bounded(frame, |record| {
+            each(record);
+            Ok(())
+        })
+    }
+
+    /// [`decode`](Self::decode) where `each` may refuse a record (the frame then fails with
+    /// its error at once): how the connection stops a frame whose records would take more
+    /// memory than its bytes (millions of tiny records) before they are all materialised.
+    pub fn decode_bounded<'f>(
+        &mut self,
+        frame: &'f [u8],
+        mut each: impl FnMut(Record<'_>) -> Result<(), DecodeError>,
+    ) -> Result<Option<&'f [u8]>, DecodeError> {
         let mut r = Reader::new(frame);
         let len = match r.value()? {
             Value::Array(len @ 2..=4) => len,
@@ -539,7 +553,10 @@ fn options<'f>(r: &mut Reader<'f>, present: bool) -> Result<Options<'f>, DecodeE
 }
 
 /// One `[time, record]` entry of Forward or PackedForward mode.
-fn entry(r: &mut Reader<'_>, each: &mut impl FnMut(Record<'_>)) -> Result<(), DecodeError> {
+fn entry(
+    r: &mut Reader<'_>,
+    each: &mut impl FnMut(Record<'_>) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
     if r.value()? != Value::Array(2) {
         return Err(expected("a [time, record] entry"));
     }
@@ -578,7 +595,7 @@ fn time_of(value: Value<'_>) -> Result<Option<i64>, DecodeError> {
 fn record(
     r: &mut Reader<'_>,
     time_ms: Option<i64>,
-    each: &mut impl FnMut(Record<'_>),
+    each: &mut impl FnMut(Record<'_>) -> Result<(), DecodeError>,
 ) -> Result<(), DecodeError> {
     let start = r.pos;
     let Value::Map(count) = r.value()? else {
@@ -624,8 +641,7 @@ fn record(
         container,
         body,
         partial,
-    });
-    Ok(())
+    })
 }
 
 fn ordinal_of(value: Value<'_>) -> Option<u64> {
