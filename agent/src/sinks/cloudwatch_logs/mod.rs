@@ -5,6 +5,7 @@
 //! Split as Vector splits its sinks: `request_builder` (pure batching and the limits),
 //! `service` (the AWS calls); `sinks::retry` classifies errors and paces retries.
 
+pub mod body;
 mod config;
 pub mod request_builder;
 pub mod service;

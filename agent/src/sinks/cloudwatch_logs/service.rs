@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use aws_smithy_types::body::SdkBody;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{DropReason, Metrics, RetryReason};
@@ -167,28 +167,27 @@ impl LogsService {
             return Err(count);
         }
         let bytes: u64 = events.iter().map(|e| e.message.len() as u64).sum();
-        // The messages move into the request input (no copy); each attempt sends a clone
-        // of it, because the SDK consumes its input.
-        let input: Vec<InputLogEvent> = events
-            .into_iter()
-            .map(|e| {
-                InputLogEvent::builder()
-                    .timestamp(e.time_ms)
-                    .message(e.message)
-                    .build()
-            })
-            .collect::<Result<_, _>>()
-            .expect("timestamp and message are always set");
+        // Serialised once; the messages are freed (the body holds them) and every attempt
+        // sends the same bytes, signed by the SDK.
+        let body = super::body::put_log_events_body(&self.group, stream, &events);
+        drop(events);
         let mut backoff = Backoff::new(Duration::from_millis(100), self.max_backoff);
         let mut missing_resource_retries = 0;
         loop {
             let start = Instant::now();
+            let attempt = body.clone();
             let call = self
                 .client
                 .put_log_events()
                 .log_group_name(&*self.group)
                 .log_stream_name(stream)
-                .set_log_events(Some(input.clone()))
+                .customize()
+                .mutate_request(move |request| {
+                    request
+                        .headers_mut()
+                        .insert("content-length", attempt.len().to_string());
+                    *request.body_mut() = SdkBody::from(attempt.clone());
+                })
                 .send();
             let result = tokio::select! {
                 result = tokio::time::timeout(self.request_timeout, call) => result,
