@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
 """W1 benchmark: 1,000,000 NDJSON lines (~280 B) through the release `agent` binary into the
 fast fake CloudWatch Logs endpoint (../shared/bench/fake-cwl), per input (stdin, file tail,
-Fluent Forward). Prints lines/s, MiB/s, CPU seconds and peak RSS (from wait4), and checks that
-the endpoint counted every line. A benchmark, not a test: run it by hand on a quiet machine.
+Fluent Forward). Prints lines/s, MiB/s, CPU seconds and peak RSS (VmHWM, read from /proc
+while the agent runs: wait4's ru_maxrss would include the Python parent's RSS at fork), and
+checks that the endpoint counted every line. With --baseline BIN the runs of both binaries
+are interleaved and same-sitting ratios printed. With --rate B/s it instead feeds a file the
+agent tails at that steady rate for --duration seconds and prints the CPU share of one core
+and the RSS, the figures ECS task sizing needs. A benchmark, not a test: run it by hand on a
+quiet machine.
 
-usage: scripts/bench.sh [--lines N] [--runs R] [--inputs stdin,file,forward]
+usage: scripts/bench.sh [--lines N] [--runs R] [--inputs stdin,file,forward] [--baseline BIN]
+       scripts/bench.sh --rate 1000000 [--duration 60]
 """
 import argparse, json, os, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
 
@@ -34,6 +40,22 @@ MEMORY_MIB = 16
 IN_FLIGHT = 4
 DISK_BUFFER = "off"
 SENTRY = False
+
+
+def proc_status(pid, key):
+    """A /proc/PID/status value in KiB (VmHWM, VmRSS), or None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(l.split()[1]) for l in f if l.startswith(key + ":")), None)
+    except OSError:
+        return None
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of PID so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def agent_config(tmp, endpoint, admin, source):
@@ -104,11 +126,14 @@ def run_once(agent_bin, fake_bin, lines_path, frames_path, n, size, source):
                         s.sendall(chunk)
             # wait4 (not Popen.poll, which would reap the child and lose its rusage).
             exited = None
+            hwm = 0
             while get_json(f"http://127.0.0.1:{fake_port}/stats")["events"] < n and exited is None:
+                hwm = max(hwm, proc_status(agent.pid, "VmHWM") or 0)
                 pid, status, usage = os.wait4(agent.pid, os.WNOHANG)
                 if pid:
                     exited = (status, usage)
                 time.sleep(0.01)
+            hwm = max(hwm, proc_status(agent.pid, "VmHWM") or 0)
             wall = time.time() - start
             events = get_json(f"http://127.0.0.1:{fake_port}/stats")["events"]
             if exited is None:
@@ -118,7 +143,7 @@ def run_once(agent_bin, fake_bin, lines_path, frames_path, n, size, source):
                 status, usage = exited
             agent.returncode = os.waitstatus_to_exitcode(status)
             return dict(wall=wall, lines_s=n / wall, mib_s=size / wall / 2**20, cpu=usage.ru_utime + usage.ru_stime,
-                        rss_mib=usage.ru_maxrss / 1024, events=events, exit=os.waitstatus_to_exitcode(status))
+                        rss_mib=hwm / 1024, events=events, exit=os.waitstatus_to_exitcode(status))
     finally:
         fake.kill(); fake.wait()
 
@@ -137,6 +162,52 @@ def idle_rss(agent_bin, fake_bin):
         return rss
 
 
+def steady_rate(agent_bin, fake_bin, rate, duration, template_path):
+    """Appends W1 lines to a tailed file at `rate` bytes/s for `duration` s."""
+    lines = open(template_path, "rb").read().splitlines(keepends=True)
+    fake_port, admin = free_port(), free_port()
+    fake = subprocess.Popen([fake_bin, "--port", str(fake_port)], stdout=subprocess.DEVNULL)
+    try:
+        wait_port(fake_port)
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "app.log")
+            open(log, "wb").close()
+            src = f'[sources.file]\ninclude = ["{log}"]\ncheckpoint_path = "{tmp}/cp.json"\nstart_at = "beginning"'
+            cfg = os.path.join(tmp, "agent.toml")
+            open(cfg, "w").write(agent_config(tmp, f"http://127.0.0.1:{fake_port}", admin, src))
+            env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                       AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+            agent = subprocess.Popen([agent_bin, "run", "--config", cfg], stderr=subprocess.DEVNULL, env=env)
+            wait_port(admin)
+            time.sleep(1)
+            cpu0, t0, written, i = proc_cpu_seconds(agent.pid), time.time(), 0, 0
+            rss_samples = []
+            with open(log, "ab", buffering=0) as out:
+                while (elapsed := time.time() - t0) < duration:
+                    due = int(rate * elapsed) - written
+                    chunk = []
+                    while due > 0:
+                        line = lines[i % len(lines)]; i += 1
+                        chunk.append(line); due -= len(line); written += len(line)
+                    if chunk:
+                        out.write(b"".join(chunk))
+                    rss_samples.append(proc_status(agent.pid, "VmRSS") or 0)
+                    time.sleep(0.05)
+            cpu = proc_cpu_seconds(agent.pid) - cpu0
+            wall = time.time() - t0
+            hwm = proc_status(agent.pid, "VmHWM") or 0
+            deadline = time.time() + 30
+            while get_json(f"http://127.0.0.1:{fake_port}/stats")["events"] < i and time.time() < deadline:
+                time.sleep(0.05)
+            counted = get_json(f"http://127.0.0.1:{fake_port}/stats")["events"]
+            agent.terminate(); agent.wait()
+            print(f"steady {rate / 1e6:.2f} MB/s ({i / wall:,.0f} lines/s) for {wall:.0f} s, memory_limit_mib = {MEMORY_MIB}: "
+                  f"CPU {100 * cpu / wall:.1f}% of one core, RSS median {statistics.median(rss_samples) / 1024:.1f} MiB, "
+                  f"peak {hwm / 1024:.1f} MiB; counted {counted} of {i}" + ("" if counted == i else "  LOST EVENTS"))
+    finally:
+        fake.kill(); fake.wait()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -150,6 +221,9 @@ def main():
                     help="run with the disk buffer, fsync per batch or never (default off: memory only)")
     ap.add_argument("--sentry", action="store_true",
                     help="with the Sentry sink on (breadcrumbs of every line; sends fail fast)")
+    ap.add_argument("--baseline", help="another agent binary, run interleaved with --agent (same sitting)")
+    ap.add_argument("--rate", type=float, help="steady mode: bytes/s appended to a tailed file")
+    ap.add_argument("--duration", type=float, default=60, help="steady mode: seconds")
     a = ap.parse_args()
     globals()["DISK_BUFFER"] = a.disk_buffer
     globals()["SENTRY"] = a.sentry
@@ -162,16 +236,31 @@ def main():
     size = os.path.getsize(lines_path)
     print(f"W1: {a.lines} lines, {size / 2**20:.1f} MiB, {size / a.lines:.0f} B/line; {a.runs} runs per input, medians; "
           f"memory_limit_mib = {a.memory_mib}, max_in_flight = {a.in_flight}, disk buffer: {a.disk_buffer}, sentry: {'on' if a.sentry else 'off'}")
+    if a.rate:
+        steady_rate(a.agent, a.fake, a.rate, a.duration, lines_path)
+        return
     if "forward" in a.inputs:
         forward_frames(lines_path, frames_path)
-    print(f"{'input':<8} {'lines/s':>10} {'MiB/s':>7} {'CPU s/1M':>9} {'peak RSS MiB':>13} {'counted':>9}  runs (lines/s)")
+    agents = [("agent", a.agent)] + ([("baseline", a.baseline)] if a.baseline else [])
+    print(f"{'binary':<9} {'input':<8} {'lines/s':>10} {'MiB/s':>7} {'CPU s/1M':>9} {'peak RSS MiB':>13} {'counted':>9}  runs (lines/s)")
     for source in a.inputs.split(","):
-        runs = [run_once(a.agent, a.fake, lines_path, frames_path, a.lines, size, source) for _ in range(a.runs)]
-        med = lambda k: statistics.median(r[k] for r in runs)
-        counted = min(r["events"] for r in runs)
-        print(f"{source:<8} {med('lines_s'):>10,.0f} {med('mib_s'):>7.1f} {med('cpu') * 1e6 / a.lines:>9.2f} {med('rss_mib'):>13.1f} "
-              f"{counted:>9}  {[round(r['lines_s']) for r in runs]}" + ("" if counted == a.lines else "  LOST EVENTS"))
-    print(f"idle RSS (forward source, nothing flowing): {idle_rss(a.agent, a.fake):.1f} MiB")
+        runs = {name: [] for name, _ in agents}
+        for _ in range(a.runs):
+            for name, binary in agents:
+                runs[name].append(run_once(binary, a.fake, lines_path, frames_path, a.lines, size, source))
+        medians = {}
+        for name, _ in agents:
+            med = lambda k: statistics.median(r[k] for r in runs[name])
+            medians[name] = {k: med(k) for k in ("lines_s", "cpu", "rss_mib")}
+            counted = min(r["events"] for r in runs[name])
+            print(f"{name:<9} {source:<8} {med('lines_s'):>10,.0f} {med('mib_s'):>7.1f} {med('cpu') * 1e6 / a.lines:>9.2f} {med('rss_mib'):>13.1f} "
+                  f"{counted:>9}  {[round(r['lines_s']) for r in runs[name]]}" + ("" if counted == a.lines else "  LOST EVENTS"))
+        if a.baseline:
+            new, old = medians["agent"], medians["baseline"]
+            print(f"{'ratio':<9} {source:<8} {new['lines_s'] / old['lines_s']:>10.2f} {'':>7} {new['cpu'] / old['cpu']:>9.2f} "
+                  f"{new['rss_mib'] / old['rss_mib']:>13.2f}   (agent / baseline)")
+    for name, binary in agents:
+        print(f"idle RSS of {name} (forward source, nothing flowing): {idle_rss(binary, a.fake):.1f} MiB")
 
 
 if __name__ == "__main__":
