@@ -128,6 +128,7 @@ impl CloudWatchLogsSink {
                     }
                 }
                 _ = tick.tick() => {
+                    prune_idle(&mut batchers, &mut names);
                     let due: Vec<Arc<str>> = batchers
                         .iter()
                         .filter(|(_, b)| b.opened_at().is_some_and(|t| t.elapsed() >= timeout))
@@ -231,6 +232,24 @@ impl CloudWatchLogsSink {
     }
 }
 
+/// Streams kept in the batcher map beyond which empty batchers are dropped: a container
+/// that stopped (or a client inventing container names) must not grow the map for good.
+const MAX_IDLE_BATCHERS: usize = 64;
+
+/// Rendered stream names cached per container at most.
+const MAX_CACHED_NAMES: usize = 256;
+
+/// Drops the batchers holding nothing once there are more than a few, and forgets cached
+/// stream names when there are too many (they are rendered again on demand).
+fn prune_idle(batchers: &mut HashMap<Arc<str>, Batcher>, names: &mut StreamNames) {
+    if batchers.len() > MAX_IDLE_BATCHERS {
+        batchers.retain(|_, batcher| !batcher.is_empty());
+    }
+    if names.by_container.len() > MAX_CACHED_NAMES {
+        names.by_container.clear();
+    }
+}
+
 /// A finished call: the budget bytes it held and what happened.
 #[derive(Debug)]
 struct Settled {
@@ -311,6 +330,30 @@ mod tests {
 
     fn config() -> CloudWatchLogsConfig {
         toml::from_str("log_group = \"g\"").unwrap()
+    }
+
+    #[test]
+    fn idle_batchers_and_cached_names_are_pruned() {
+        let config = config();
+        let mut names = StreamNames::default();
+        let mut batchers: HashMap<Arc<str>, Batcher> = HashMap::new();
+        for i in 0..1000 {
+            let stream = names.get(&config, Some(&format!("c{i}")), "h");
+            batchers.entry(stream).or_default();
+        }
+        let busy = names.get(&config, Some("busy"), "h");
+        let _ = batchers.entry(busy.clone()).or_default().push(Event {
+            time_ms: crate::pipeline::now_ms(),
+            message: "x".into(),
+            level: None,
+            container: None,
+            request_id: None,
+            ack: None,
+        });
+        prune_idle(&mut batchers, &mut names);
+        assert_eq!(batchers.len(), 1, "only the batcher holding events stays");
+        assert!(batchers.contains_key(&busy));
+        assert!(names.by_container.is_empty());
     }
 
     #[test]

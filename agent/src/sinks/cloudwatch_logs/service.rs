@@ -32,6 +32,9 @@ pub struct LogsService {
     auth_warned: Arc<Mutex<Option<Instant>>>,
 }
 
+/// Streams remembered as created, at most.
+const MAX_KNOWN_STREAMS: usize = 10_000;
+
 /// Refused credentials are said in the log at most this often.
 const AUTH_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -122,6 +125,10 @@ impl LogsService {
             }
         }
         if let Ok(mut streams) = self.streams.lock() {
+            // Bounded: forgetting a stream costs one CreateLogStream answered "exists".
+            if streams.len() >= MAX_KNOWN_STREAMS {
+                streams.clear();
+            }
             streams.insert(stream.to_owned());
         }
         Ok(())
