@@ -6,6 +6,7 @@ mod cli;
 mod durability;
 mod emulator;
 mod fake_cwl;
+mod fault_matrix;
 mod fault_proxy;
 mod faults;
 mod hostile;
