@@ -5,6 +5,7 @@
 //! connections get the HTTP input's guard (connection cap, slow-loris deadlines).
 
 pub mod convert;
+mod grpc_listener;
 #[cfg(test)]
 mod tests;
 
@@ -45,6 +46,7 @@ use tonic::codec::CompressionEncoding;
 use tracing::Instrument as _;
 
 use self::convert::{CumulativeHistograms, MAX_CUMULATIVE_SERIES};
+use self::grpc_listener::CappedIncoming;
 use crate::metrics::SourceKind;
 use crate::pipeline::{Closed, EventSender};
 use crate::request_metrics::Recorder;
@@ -494,6 +496,12 @@ async fn export_logs(State(state): State<HttpState>, headers: HeaderMap, body: B
 // ---------------------------------------------------------------------------------------
 // OTLP/gRPC
 
+/// Interval of HTTP/2 keepalive pings on gRPC connections, and how long an answer may take.
+const GRPC_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Concurrent requests (streams) per gRPC connection.
+const GRPC_MAX_STREAMS: u32 = 64;
+
 async fn serve_grpc(
     listener: TcpListener,
     receiver: Receiver,
@@ -501,7 +509,16 @@ async fn serve_grpc(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let gzip = CompressionEncoding::Gzip;
+    let limits = ConnectionLimits::default();
+    let incoming = CappedIncoming::new(listener, limits.max_connections, receiver.logs.clone());
     tonic::transport::Server::builder()
+        // A request (its message included) must arrive and be handled within this; dead or
+        // silent peers are found by keepalive pings; streams per connection are bounded.
+        .timeout(limits.request_timeout)
+        .http2_keepalive_interval(Some(GRPC_KEEPALIVE))
+        .http2_keepalive_timeout(Some(GRPC_KEEPALIVE))
+        .max_concurrent_streams(Some(GRPC_MAX_STREAMS))
+        .concurrency_limit_per_connection(GRPC_MAX_STREAMS as usize)
         .add_service(
             TraceServiceServer::new(receiver.clone())
                 .accept_compressed(gzip)
@@ -517,10 +534,7 @@ async fn serve_grpc(
                 .accept_compressed(gzip)
                 .max_decoding_message_size(max_body),
         )
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            shutdown.cancelled_owned(),
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await?;
     Ok(())
 }
