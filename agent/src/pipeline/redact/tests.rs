@@ -289,3 +289,47 @@ fn the_agents_own_log_lines_are_redacted() {
         assert!(event["message"].is_string(), "{line}");
     }
 }
+
+#[test]
+fn otlp_log_bodies_and_attributes_are_redacted_after_conversion() {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, KeyValueList};
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+    let text = |s: String| AnyValue {
+        value: Some(Any::StringValue(s)),
+    };
+    let kv = |key: &str, value: AnyValue| KeyValue {
+        key: key.into(),
+        value: Some(value),
+        ..KeyValue::default()
+    };
+    let r = redactor();
+    let bodies = [
+        AnyValue {
+            value: Some(Any::KvlistValue(KeyValueList {
+                values: vec![
+                    kv("password", text(S.into())),
+                    kv("user", text("bob".into())),
+                ],
+            })),
+        },
+        text(format!("GET /cb?access_token={S}")),
+        text(format!(r#"{{"client_secret":"{S}"}}"#)),
+    ];
+    for body in bodies {
+        let record = LogRecord {
+            body: Some(body),
+            attributes: vec![
+                kv("http.request.header.cookie", text(S.into())),
+                kv("url.full", text(format!("https://u:{S}@h/x"))),
+                kv("db.statement", text(format!("SET password = '{S}'"))),
+            ],
+            ..LogRecord::default()
+        };
+        let line = crate::sources::otlp::convert::log_line(&record, Some("api"), None);
+        let mut out = String::from_utf8(line.bytes).unwrap();
+        assert!(r.redact(&mut out, true));
+        assert!(!out.contains(S), "{out}");
+        assert!(out.contains(r#""service":"api""#), "{out}");
+    }
+}
