@@ -36,7 +36,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Installs the agent's own logging: JSON lines on stderr (stdout stays free for data).
+/// Installs the agent's own logging: JSON lines on stderr (stdout stays free for data),
+/// redacted like the data it ships.
 pub fn init_logging(level: &str) {
     let level = level
         .parse::<tracing::Level>()
@@ -47,6 +48,8 @@ pub fn init_logging(level: &str) {
         .with_current_span(false)
         .with_span_list(false)
         .with_max_level(level)
-        .with_writer(std::io::stderr)
+        .with_writer(pipeline::redact::RedactingWriter::new(|| {
+            Box::new(std::io::stderr()) as Box<dyn std::io::Write>
+        }))
         .try_init();
 }

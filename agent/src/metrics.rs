@@ -206,6 +206,7 @@ pub struct Metrics {
     input_errors: std::sync::Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
     metric_datums_sent: AtomicU64,
     metric_datums_dropped: AtomicU64,
+    metric_values_clamped: AtomicU64,
     sentry: [AtomicU64; 6],
     disk_replayed: AtomicU64,
     disk_corrupt: AtomicU64,
@@ -279,6 +280,13 @@ impl Metrics {
         .fetch_add(count, Ordering::Relaxed);
     }
 
+    /// Metric values or counts CloudWatch would refuse (NaN, beyond ±2^360, non-zero below
+    /// 8.5e-109), clamped or dropped before sending.
+    pub fn metric_values_clamped(&self, values: u64) {
+        self.metric_values_clamped
+            .fetch_add(values, Ordering::Relaxed);
+    }
+
     /// Error events that reached Sentry, or why they did not.
     pub fn sentry(&self, outcome: SentryOutcome, events: u64) {
         self.sentry[index(&SentryOutcome::ALL, &outcome)].fetch_add(events, Ordering::Relaxed);
@@ -295,7 +303,8 @@ impl Metrics {
         self.disk_replayed.fetch_add(events, Ordering::Relaxed);
     }
 
-    /// Damaged records found in the disk buffer (each ends its segment's replay).
+    /// Damaged records found in the disk buffer (each costs only itself: replay resumes at
+    /// the next good record).
     pub fn disk_buffer_corrupt(&self, records: u64) {
         self.disk_corrupt.fetch_add(records, Ordering::Relaxed);
     }
@@ -539,8 +548,13 @@ impl Metrics {
             ),
             (
                 "agent_disk_buffer_corrupt_records_total",
-                "Damaged disk buffer records (checksum or length); each ends its segment.",
+                "Damaged disk buffer records (checksum or length); replay resumes after each.",
                 &self.disk_corrupt,
+            ),
+            (
+                "agent_metric_values_clamped_total",
+                "Metric values CloudWatch would refuse, clamped or dropped before sending.",
+                &self.metric_values_clamped,
             ),
             (
                 "agent_disk_buffer_write_errors_total",

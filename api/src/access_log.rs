@@ -3,7 +3,9 @@
 //! The event is the contract with the sidecar, which turns it into request metrics:
 //! `method`, `route` (the template, e.g. `/api/users/{id}`, never the raw path), `status`,
 //! `latency_ms` (float), `request_id`, `bytes`; 5xx responses log at `error` with
-//! `error_kind` (and are reported to Sentry when it is configured).
+//! `error_kind` (and are reported to Sentry when it is configured). `method` is one of the
+//! registered methods or `_OTHER` (OpenTelemetry's rule): an invented method (`BREW`) must
+//! not become a metric series downstream.
 
 use std::time::{Duration, Instant};
 
@@ -59,7 +61,7 @@ pub async fn layer(
         .get(REQUEST_ID_HEADER)
         .and_then(client_request_id)
         .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
-    let method = request.method().clone();
+    let method = crate::otel::method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -85,7 +87,6 @@ pub async fn layer(
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
     // Every body we produce has a known length; a streamed one logs its lower bound.
     let bytes = response.body().size_hint().lower();
-    let method = method.as_str();
     if status >= 500 {
         let kind = response
             .extensions()
@@ -120,5 +121,54 @@ mod tests {
         }
         let long = HeaderValue::from_str(&"a".repeat(MAX_REQUEST_ID_LEN + 1)).unwrap();
         assert_eq!(client_request_id(&long), None);
+    }
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn invented_methods_are_logged_as_other() {
+        // Regression: `BREW /health` was logged as `"method":"BREW"`, a new series downstream.
+        use tower::ServiceExt as _;
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let config = AccessLogConfig {
+            request_timeout: Duration::from_secs(5),
+        };
+        let app = axum::Router::new()
+            .route("/health", axum::routing::any(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(config, layer));
+        for method in ["BREW", "GET", "patch"] {
+            let request = Request::builder()
+                .method(method)
+                .uri("/health")
+                .body(axum::body::Body::empty())
+                .unwrap();
+            app.clone().oneshot(request).await.unwrap();
+        }
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let methods: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|e| e["method"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(methods, ["_OTHER", "GET", "_OTHER"], "{text}");
     }
 }

@@ -551,7 +551,7 @@ pub async fn layer(State(handles): State<OtelHandles>, request: Request, next: N
 }
 
 /// The standard method names as `&'static str` (no allocation), `_OTHER` for the rest.
-fn method_label(method: &Method) -> &'static str {
+pub(crate) fn method_label(method: &Method) -> &'static str {
     match method.as_str() {
         "GET" => "GET",
         "HEAD" => "HEAD",

@@ -81,7 +81,7 @@ pub async fn layer(request: Request, next: Next) -> Response {
         .extensions()
         .get::<RequestId>()
         .map(|id| id.0.clone());
-    let method = request.method().as_str().to_owned();
+    let method = crate::otel::method_label(request.method());
     let hub = Arc::new(Hub::new_from_top(parent));
     hub.configure_scope(|scope| {
         scope.set_tag("route", route);

@@ -11,8 +11,9 @@
 //! After a crash, the segments left on disk are checked record by record (length and
 //! CRC-32): records acknowledged before the crash are skipped, the rest are delivered again
 //! (at most the batches that were in flight are duplicated; they are counted as
-//! `replayed`), and a damaged record ends its segment's replay with an error log and a
-//! count, without stopping the other segments.
+//! `replayed`). A damaged record costs only itself: the reader resynchronises on the next
+//! offset whose length, CRC-32 and layout check out (a torn last write is the same case at
+//! the end of a segment), with an error log and a count per damaged stretch.
 //!
 //! Layout: `<path>/<seq:020>.seg` (records), `<seq:020>.ack` (acknowledged record
 //! offsets, u64 LE) and `lock` (held exclusively while an agent uses the directory: two
@@ -130,22 +131,16 @@ impl Shared {
         let done = state.segments.get(&seq).is_some_and(|s| {
             s.sealed
                 && if s.damaged {
-                    s.acked >= s.handed
+                    s.read_to_end && s.acked >= s.handed
                 } else {
                     s.acked == s.records
                 }
         });
         if done {
             if let Some(segment) = state.segments.remove(&seq) {
-                // Records past damage are lost: they no longer count against the cap, and
-                // those written after the damaged one are counted with it.
+                // Damaged records will never be acknowledged: they no longer count against
+                // the cap (they were counted as corrupt when the reader met them).
                 state.outstanding = state.outstanding.saturating_sub(segment.unacked_bytes);
-                if segment.damaged {
-                    let lost = segment.records.saturating_sub(segment.handed + 1);
-                    if lost > 0 {
-                        self.metrics.disk_buffer_corrupt(lost);
-                    }
-                }
             }
             // The ack file first: an orphan `.ack` could otherwise mark records of a later
             // segment with the same number as delivered.
@@ -182,9 +177,15 @@ struct Segment {
     acked: u64,
     /// Bytes of this segment's unacknowledged records.
     unacked_bytes: u64,
-    /// A damaged record was found: nothing past it is read, so only the records before it
-    /// (`handed`) can be acknowledged.
+    /// The reader met damage the writer's `records` count includes (or could not open the
+    /// file): the segment is done once the reader has left it and every record it handed
+    /// out (`handed`) is acknowledged.
     damaged: bool,
+    /// The reader has moved past this segment.
+    read_to_end: bool,
+    /// Damaged stretches found at recovery (start → next good record), already counted:
+    /// the reader jumps over them.
+    skips: BTreeMap<u64, u64>,
     /// Records the reader has handed out or skipped as acknowledged.
     handed: u64,
     /// Offsets acknowledged before a restart: the reader skips them.
@@ -426,7 +427,7 @@ fn create_segment(shared: &Shared, seq: u64) -> std::io::Result<()> {
 }
 
 /// Checks every segment an earlier run left: counts its valid records, skips acknowledged
-/// ones, stops at the first damaged record.
+/// ones, and steps over damaged stretches (each counted once) to the next good record.
 fn recover(shared: &Shared) -> std::io::Result<Recovered> {
     let mut seqs: Vec<u64> = Vec::new();
     for entry in std::fs::read_dir(&shared.dir)? {
@@ -475,13 +476,21 @@ fn recover(shared: &Shared) -> std::io::Result<Recovered> {
                 Err(reason) => {
                     recovered.corrupt += 1;
                     shared.metrics.disk_buffer_corrupt(1);
+                    let next = resync(&file, offset + 1, len);
                     tracing::error!(
                         segment = %shared.path(seq, "seg").display(),
                         offset,
                         reason,
-                        "disk buffer: damaged record; the rest of this segment is skipped"
+                        resumes_at = next,
+                        "disk buffer: damaged record skipped (a torn last write when nothing follows)"
                     );
-                    break;
+                    match next {
+                        Some(next) => {
+                            segment.skips.insert(offset, next);
+                            offset = next;
+                        }
+                        None => break,
+                    }
                 }
             }
         }
@@ -513,7 +522,9 @@ fn read_record(file: &File, offset: u64, len: u64) -> Result<Vec<u8>, &'static s
     file.read_exact_at(&mut header, offset)
         .map_err(|_| "unreadable header")?;
     let (size, crc) = record::header(&header);
-    if size > record::MAX_PAYLOAD_BYTES {
+    // Every payload holds at least its event count; a zero header (a zero-filled tail
+    // after a crash) would otherwise pass as an empty record with CRC 0.
+    if !(record::MIN_PAYLOAD_BYTES..=record::MAX_PAYLOAD_BYTES).contains(&size) {
         return Err("impossible length");
     }
     if len - offset - (header.len() as u64) < size as u64 {
@@ -526,6 +537,18 @@ fn read_record(file: &File, offset: u64, len: u64) -> Result<Vec<u8>, &'static s
         return Err("checksum mismatch");
     }
     Ok(payload)
+}
+
+/// The first offset in `from..end` where a whole record checks out (length, CRC-32 and
+/// layout), or `None`. Reads the stretch once; a candidate costs a CRC only when its length
+/// fits, which text payloads (length fields of ASCII bytes) almost never do.
+fn resync(file: &File, from: u64, end: u64) -> Option<u64> {
+    if from >= end {
+        return None;
+    }
+    let mut bytes = vec![0u8; usize::try_from(end - from).ok()?];
+    file.read_exact_at(&mut bytes, from).ok()?;
+    record::find_record(&bytes).map(|at| from + at as u64)
 }
 
 /// The writer thread: groups appends, waits for room under the cap, writes, syncs, commits,
@@ -715,6 +738,12 @@ fn read_loop(
                     Some((_, false)) => {}
                     // Sealed and read, or never existed / already reclaimed: move on.
                     _ => {
+                        if let Some(segment) = state.segments.get_mut(&seq)
+                            && !segment.read_to_end
+                        {
+                            segment.read_to_end = true;
+                            shared.reclaim_if_done(&mut state, seq);
+                        }
                         let next = state.segments.range(seq + 1..).next().map(|(k, _)| *k);
                         match next {
                             Some(next) => {
@@ -757,16 +786,8 @@ fn read_loop(
             let payload = match read_record(segment_file, offset, end) {
                 Ok(payload) => payload,
                 Err(reason) => {
-                    tracing::error!(
-                        seq,
-                        offset,
-                        reason,
-                        "disk buffer: damaged record; the rest of this segment is skipped"
-                    );
-                    shared.metrics.disk_buffer_corrupt(1);
-                    skip_segment(shared, seq);
-                    offset = u64::MAX;
-                    break;
+                    offset = step_over_damage(shared, segment_file, seq, offset, end, reason);
+                    continue;
                 }
             };
             let at = offset;
@@ -823,6 +844,40 @@ fn read_loop(
             }
         }
     }
+}
+
+/// Where reading resumes after the damaged record at `offset`: a stretch found at recovery
+/// is jumped silently (it was counted then); damage met now is counted, logged, and the
+/// segment marked so its unreadable records are not waited for.
+fn step_over_damage(
+    shared: &Shared,
+    file: &File,
+    seq: u64,
+    offset: u64,
+    end: u64,
+    reason: &'static str,
+) -> u64 {
+    let known = shared
+        .lock()
+        .segments
+        .get(&seq)
+        .and_then(|s| s.skips.get(&offset).copied());
+    if let Some(next) = known {
+        return next;
+    }
+    let next = resync(file, offset + 1, end);
+    tracing::error!(
+        seq,
+        offset,
+        reason,
+        resumes_at = next,
+        "disk buffer: damaged record skipped"
+    );
+    shared.metrics.disk_buffer_corrupt(1);
+    if let Some(segment) = shared.lock().segments.get_mut(&seq) {
+        segment.damaged = true;
+    }
+    next.unwrap_or(end)
 }
 
 /// Gives up on the rest of segment `seq` (damaged or unreadable): only the records read
@@ -1066,11 +1121,15 @@ mod tests {
         assert!(segment_files(dir.path()).is_empty());
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_damaged_record_is_counted_and_the_other_segments_still_deliver() {
+    /// Writes 25 records of 10 events (~100 KiB each, so three 1 MiB segments), crashes,
+    /// lets `damage` edit the first (or, with `last`, the last) segment file given the
+    /// record size, restarts, and returns (recovered corrupt count, ids delivered).
+    async fn replay_after(
+        last: bool,
+        damage: impl FnOnce(&mut Vec<u8>, usize),
+    ) -> (u64, Vec<usize>) {
         let dir = tempfile::tempdir().unwrap();
         let run = start(dir.path(), 16);
-        // 100 KiB records, ~10 per 1 MiB segment: three segments.
         for i in 0..25 {
             run.writer
                 .append(&events(i * 10, 10, 10_000))
@@ -1079,38 +1138,65 @@ mod tests {
         }
         crash(run, Vec::new());
         let files = segment_files(dir.path());
-        let first = files.iter().find(|f| f.ends_with(".seg")).unwrap();
-        // Flip a byte inside the first segment's third record.
-        let path = dir.path().join(first);
+        let mut segments = files.iter().filter(|f| f.ends_with(".seg"));
+        let chosen = if last {
+            segments.next_back()
+        } else {
+            segments.next()
+        };
+        let path = dir.path().join(chosen.unwrap());
         let mut bytes = std::fs::read(&path).unwrap();
-        let record = bytes.len() / 10;
-        bytes[2 * record + record / 2] ^= 0xff;
+        damage(&mut bytes, record::encoded_len(&events(0, 10, 10_000)));
         std::fs::write(&path, bytes).unwrap();
 
         let mut run = start(dir.path(), 16);
-        assert_eq!(run.recovered.corrupt, 1);
+        let corrupt = run.recovered.corrupt;
         let mut keep = Vec::new();
-        let expected = run.recovered.events as usize;
-        let ids = receive(&mut run.rx, expected, &mut keep).await;
-        // Records 0-1 of the damaged segment, then everything after that segment.
-        assert_eq!(&ids[..20], &(0..20).collect::<Vec<_>>()[..]);
-        assert!(
-            ids[20] >= 90,
-            "the damaged segment's rest is skipped: {}",
-            ids[20]
-        );
-        assert_eq!(
-            *ids.last().unwrap(),
-            249,
-            "later segments delivered in full"
-        );
+        let ids = receive(&mut run.rx, run.recovered.events as usize, &mut keep).await;
         settle(keep);
         drop(run.writer);
         let _ = tokio::task::spawn_blocking(move || run.threads.join()).await;
         assert!(
             segment_files(dir.path()).is_empty(),
-            "the damaged segment is reclaimed too"
+            "the damaged segment is reclaimed too: {:?}",
+            segment_files(dir.path())
         );
+        (corrupt, ids)
+    }
+
+    fn all_but(lost: std::ops::Range<usize>) -> Vec<usize> {
+        (0..250).filter(|i| !lost.contains(i)).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_damaged_record_costs_only_itself_at_the_start_middle_and_end_of_a_segment() {
+        // Regression: one flipped byte used to cost the rest of its segment (half of it
+        // when in the middle).
+        for (name, record) in [("start", 0), ("middle", 4), ("end", 9)] {
+            let (corrupt, ids) = replay_after(false, |bytes, size| {
+                assert!(bytes.len() >= 10 * size, "ten records in the first segment");
+                bytes[record * size + size / 2] ^= 0xff;
+            })
+            .await;
+            assert_eq!(corrupt, 1, "{name}");
+            assert_eq!(ids, all_but(record * 10..record * 10 + 10), "{name}");
+        }
+        // A damaged length field: the record's own bytes are scanned past.
+        let (corrupt, ids) = replay_after(false, |bytes, size| bytes[3 * size + 1] ^= 0x01).await;
+        assert_eq!(corrupt, 1);
+        assert_eq!(ids, all_but(30..40));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_torn_last_write_or_a_zero_filled_tail_costs_only_that_write() {
+        let (corrupt, ids) =
+            replay_after(true, |bytes, size| bytes.truncate(bytes.len() - size / 3)).await;
+        assert_eq!(corrupt, 1);
+        assert_eq!(ids, all_but(240..250));
+        let (corrupt, ids) =
+            replay_after(true, |bytes, _| bytes.extend_from_slice(&[0; 4096])).await;
+        assert_eq!(corrupt, 1);
+        assert_eq!(ids, all_but(0..0));
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub const HEADER_LEN: usize = 8;
 /// Largest payload a reader believes: a longer length field means a damaged record.
 pub const MAX_PAYLOAD_BYTES: usize = 256 << 20;
 
+/// Smallest payload: the event count.
+pub const MIN_PAYLOAD_BYTES: usize = 4;
+
 /// Bytes `events` take on disk, header included.
 pub fn encoded_len(events: &[Event]) -> usize {
     HEADER_LEN
@@ -104,6 +107,20 @@ pub fn decode(payload: &[u8]) -> Option<Vec<Event>> {
         });
     }
     input.0.is_empty().then_some(events)
+}
+
+/// The first offset in `bytes` where a whole record starts: a plausible length that fits,
+/// a matching CRC-32 and a payload that decodes. Used to resynchronise after damage.
+pub fn find_record(bytes: &[u8]) -> Option<usize> {
+    let last = bytes.len().checked_sub(HEADER_LEN + MIN_PAYLOAD_BYTES)?;
+    (0..=last).find(|&at| {
+        let (len, crc) = header(bytes[at..at + HEADER_LEN].try_into().unwrap_or(&[0; 8]));
+        let start = at + HEADER_LEN;
+        (MIN_PAYLOAD_BYTES..=MAX_PAYLOAD_BYTES).contains(&len)
+            && len <= bytes.len() - start
+            && checksum_ok(&bytes[start..start + len], crc)
+            && decode(&bytes[start..start + len]).is_some()
+    })
 }
 
 struct Cursor<'a>(&'a [u8]);

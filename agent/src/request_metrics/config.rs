@@ -36,6 +36,10 @@ pub struct MetricsConfig {
     /// Field names of the access-log event.
     #[serde(default)]
     pub access_log: AccessLogFields,
+    /// Registered HTTP methods; any other method is labelled `_OTHER` (OpenTelemetry's
+    /// convention), so invented methods cannot create series.
+    #[serde(default = "default_methods")]
+    pub methods: Vec<String>,
 }
 
 impl Default for MetricsConfig {
@@ -51,6 +55,7 @@ impl Default for MetricsConfig {
             region: None,
             endpoint: None,
             access_log: AccessLogFields::default(),
+            methods: default_methods(),
         }
     }
 }
@@ -66,6 +71,9 @@ fn default_namespace() -> String {
 }
 fn default_dimensions() -> Vec<String> {
     vec!["Route".into(), "Method".into()]
+}
+fn default_methods() -> Vec<String> {
+    super::DEFAULT_METHODS.map(str::to_owned).to_vec()
 }
 fn default_publish() -> Publish {
     Publish::Cloudwatch
@@ -183,9 +191,43 @@ impl MetricsConfig {
             );
         }
         check(
+            (1..=32).contains(&self.methods.len()),
+            ".methods: 1 to 32 methods".into(),
+        );
+        for (i, method) in self.methods.iter().enumerate() {
+            check(
+                (1..=16).contains(&method.len()) && method.bytes().all(|b| b.is_ascii_alphabetic()),
+                format!(".methods[{i}]: 1-16 ASCII letters"),
+            );
+        }
+        check(
             self.publish.is_valid(),
             ".publish: must be cloudwatch, emf or none".into(),
         );
         errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_rejects_bad_methods() {
+        let mut config = MetricsConfig::default();
+        assert!(config.validate("metrics").is_empty());
+        config.methods = vec!["GET".into(), "BR EW".into(), String::new()];
+        assert_eq!(
+            config.validate("metrics"),
+            [
+                "metrics.methods[1]: 1-16 ASCII letters",
+                "metrics.methods[2]: 1-16 ASCII letters"
+            ]
+        );
+        config.methods.clear();
+        assert_eq!(
+            config.validate("metrics"),
+            ["metrics.methods: 1 to 32 methods"]
+        );
     }
 }

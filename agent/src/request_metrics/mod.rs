@@ -18,6 +18,27 @@ pub use crate::pipeline::timing::RequestTiming;
 /// The route label that absorbs routes beyond the cardinality limit.
 pub const OTHER_ROUTE: &str = "other";
 
+/// The method label of every method outside the registered set (OpenTelemetry's HTTP
+/// semantic conventions), so an invented method (`BREW`) never becomes a series.
+pub const OTHER_METHOD: &str = "_OTHER";
+
+/// The registered methods by default: RFC 9110's and PATCH (OpenTelemetry's list).
+pub const DEFAULT_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// Longest latency believed (ms, a week): a larger value is a broken clock or a hostile
+/// line, and would publish sums CloudWatch refuses (it accepts at most 2^360).
+pub const MAX_LATENCY_MS: f64 = 7.0 * 24.0 * 3600.0 * 1000.0;
+
+/// Most requests one timing may stand for (an OTLP histogram bucket): a count of 1e12
+/// is clamped to this, and counted.
+pub const MAX_TIMING_COUNT: u64 = 1_000_000_000;
+
+/// Status class labels: with routes (`max_routes` + `other`) and methods (registered +
+/// `_OTHER`), they bound the number of series by construction.
+pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
 /// Identifies one aggregated series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimingKey {
@@ -56,34 +77,69 @@ pub struct Series {
 #[derive(Debug, Default)]
 pub struct Aggregator {
     max_routes: usize,
+    /// Registered methods (upper case); the rest become [`OTHER_METHOD`].
+    methods: Vec<String>,
     routes: std::collections::HashSet<String>,
     period: HashMap<TimingKey, Series>,
     /// Since start, for Prometheus (cumulative, never reset).
     cumulative: std::collections::BTreeMap<TimingKey, PromHistogram>,
     /// Requests whose route was folded into `other` (cumulative).
     pub folded: u64,
-    /// Timings rejected as unusable (NaN, negative latency, empty method), cumulative.
+    /// Timings rejected as unusable (NaN, negative or above [`MAX_LATENCY_MS`] latency,
+    /// empty method), cumulative.
     pub invalid: u64,
+    /// Timings whose count was clamped to [`MAX_TIMING_COUNT`], cumulative.
+    pub clamped: u64,
 }
 
 impl Aggregator {
-    /// At most `max_routes` distinct routes; the rest become [`OTHER_ROUTE`].
+    /// At most `max_routes` distinct routes; the rest become [`OTHER_ROUTE`]. Methods
+    /// outside [`DEFAULT_METHODS`] become [`OTHER_METHOD`].
     pub fn new(max_routes: usize) -> Self {
+        Self::with_methods(max_routes, &DEFAULT_METHODS.map(str::to_owned))
+    }
+
+    /// Like [`new`](Self::new) with its own registered `methods` (any case).
+    pub fn with_methods(max_routes: usize, methods: &[String]) -> Self {
         Self {
             max_routes,
+            methods: methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
             ..Self::default()
         }
     }
 
+    /// The series label of `method`: itself (upper case) when registered, else `_OTHER`.
+    fn method_label(&self, method: &str) -> String {
+        self.methods
+            .iter()
+            .find(|m| m.eq_ignore_ascii_case(method))
+            .map_or_else(|| OTHER_METHOD.to_owned(), Clone::clone)
+    }
+
+    /// Most series this aggregator can ever hold: routes × methods × status classes.
+    pub fn max_series(&self) -> usize {
+        (self.max_routes + 1) * (self.methods.len() + 1) * STATUS_CLASSES.len()
+    }
+
+    /// Series kept for Prometheus (cumulative, never pruned: bounded by
+    /// [`max_series`](Self::max_series)).
+    pub fn series(&self) -> usize {
+        self.cumulative.len()
+    }
+
     /// Adds a timing to the current period.
-    pub fn record(&mut self, timing: RequestTiming) {
+    pub fn record(&mut self, mut timing: RequestTiming) {
         if !timing.latency_ms.is_finite()
-            || timing.latency_ms < 0.0
+            || !(0.0..=MAX_LATENCY_MS).contains(&timing.latency_ms)
             || timing.method.is_empty()
             || timing.count == 0
         {
             self.invalid = self.invalid.saturating_add(1);
             return;
+        }
+        if timing.count > MAX_TIMING_COUNT {
+            timing.count = MAX_TIMING_COUNT;
+            self.clamped = self.clamped.saturating_add(1);
         }
         let route = if self.routes.contains(&timing.route) {
             timing.route
@@ -94,11 +150,7 @@ impl Aggregator {
             self.folded = self.folded.saturating_add(timing.count);
             OTHER_ROUTE.to_owned()
         };
-        let mut method = timing.method;
-        method.make_ascii_uppercase();
-        if method.len() > 16 || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
-            method = "OTHER".into();
-        }
+        let method = self.method_label(&timing.method);
         let key = TimingKey {
             route,
             method,
@@ -175,6 +227,12 @@ impl Aggregator {
         );
         let _ = writeln!(out, "# TYPE agent_timings_invalid_total counter");
         let _ = writeln!(out, "agent_timings_invalid_total {}", self.invalid);
+        let _ = writeln!(
+            out,
+            "# HELP agent_timings_clamped_total Request timings whose count was clamped."
+        );
+        let _ = writeln!(out, "# TYPE agent_timings_clamped_total counter");
+        let _ = writeln!(out, "agent_timings_clamped_total {}", self.clamped);
     }
 
     /// Ends the period: returns what it accumulated and starts an empty one.
@@ -256,6 +314,16 @@ impl Recorder {
     pub fn new(max_routes: usize) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Aggregator::new(max_routes))),
+        }
+    }
+
+    /// A recorder with the route limit and registered methods of `config`.
+    pub fn from_config(config: &config::MetricsConfig) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Aggregator::with_methods(
+                config.max_routes,
+                &config.methods,
+            ))),
         }
     }
 
@@ -395,5 +463,75 @@ mod tests {
         aggregator.record(timing("/a", 200, -1.0));
         assert_eq!(aggregator.invalid, 2);
         assert!(aggregator.take_period().is_empty());
+    }
+
+    #[test]
+    fn invented_methods_become_other_and_series_are_bounded_by_construction() {
+        // Regression: `BREW /health` used to become its own Method dimension and series.
+        let mut aggregator = Aggregator::new(3);
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..20_000u32 {
+            let method = match i % 4 {
+                0 => "get".to_owned(),
+                1 => format!("BREW{i}"),
+                2 => "PATCH".to_owned(),
+                _ => format!("x-{i}"),
+            };
+            aggregator.record(RequestTiming {
+                route: format!("/r{}", i % 50),
+                method,
+                status: (i % 700) as u16,
+                latency_ms: 1.0,
+                count: 1,
+            });
+            for key in aggregator.period.keys() {
+                seen.insert(key.method.clone());
+            }
+        }
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            ["GET", "PATCH", OTHER_METHOD]
+        );
+        assert!(aggregator.series() <= aggregator.max_series());
+        assert_eq!(aggregator.max_series(), (3 + 1) * (9 + 1) * 6);
+        let mut text = String::new();
+        aggregator.render_prometheus(&mut text);
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("http_server_requests_total{"))
+            .count();
+        assert!(series <= aggregator.max_series(), "{series}");
+        assert!(!text.contains("BREW") && !text.contains("x-1"), "{text}");
+
+        let custom = Aggregator::with_methods(1, &["get".to_owned(), "BREW".to_owned()]);
+        assert_eq!(custom.method_label("brew"), "BREW");
+        assert_eq!(custom.method_label("POST"), OTHER_METHOD);
+    }
+
+    #[test]
+    fn absurd_latencies_are_dropped_and_huge_counts_clamped() {
+        // Regression: a latency_ms of 1e308 was recorded, shown on /metrics as a 306-digit
+        // sum and published next to every other route's data.
+        let mut aggregator = Aggregator::new(10);
+        aggregator.record(timing("/a", 200, 1e308));
+        aggregator.record(timing("/a", 200, MAX_LATENCY_MS * 2.0));
+        aggregator.record(timing("/a", 200, 5.0));
+        aggregator.record(RequestTiming {
+            count: 1_000_000_000_000,
+            ..timing("/a", 200, 7.0)
+        });
+        assert_eq!((aggregator.invalid, aggregator.clamped), (2, 1));
+        let mut text = String::new();
+        aggregator.render_prometheus(&mut text);
+        let sum = text
+            .lines()
+            .find(|l| l.starts_with("http_server_request_duration_seconds_sum"))
+            .unwrap();
+        let value: f64 = sum.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(value < 1e10 && sum.len() < 200, "{sum}");
+        let period = aggregator.take_period();
+        let series = period.values().next().unwrap();
+        assert_eq!(series.count, 1 + MAX_TIMING_COUNT);
+        assert!(series.latency.max() <= 7.0);
     }
 }

@@ -86,7 +86,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Topology> {
     let recorder = config
         .metrics
         .enabled
-        .then(|| Recorder::new(config.metrics.max_routes));
+        .then(|| Recorder::from_config(&config.metrics));
     let sentry = attach_sentry(config, &shared).await;
     let processor = processor(
         config,

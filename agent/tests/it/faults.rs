@@ -270,9 +270,17 @@ async fn emf_output_writes_spec_valid_documents_with_the_emf_header() {
         if value["Route"] == "/health" {
             requests += value["RequestCount"].as_f64().unwrap_or(0.0);
             errors += value["ErrorCount"].as_f64().unwrap_or(0.0);
-            latencies += value["Latency"]
-                .as_array()
-                .map_or(usize::from(value["Latency"].is_number()), Vec::len);
+            // A distribution is {Values, Counts, Max, Min, Count, Sum}: count by Counts.
+            latencies += match &value["Latency"] {
+                serde_json::Value::Object(histogram) => histogram["Counts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| n.as_f64().unwrap() as usize)
+                    .sum(),
+                serde_json::Value::Null => 0,
+                _ => 1,
+            };
         }
     }
     assert_eq!((requests, errors, latencies), (250.0, 5.0, 250));

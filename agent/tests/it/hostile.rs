@@ -714,15 +714,21 @@ fn request_counts_saturate_instead_of_overflowing() {
         latency_ms: 1.0,
         count,
     };
-    // Each is a valid OTLP histogram point's worth; together they exceed a u64.
+    // Each is a valid OTLP histogram point's worth; together they would exceed a u64. A
+    // count beyond what one period can hold is clamped (and counted), so the sum stays
+    // exact and nothing downstream repeats or allocates by it.
     recorder.record(timing(u64::MAX));
     recorder.record(timing(1));
     let counted = recorder.with(|aggregator| {
-        aggregator
+        let sum = aggregator
             .take_period()
             .values()
             .map(|series| series.count)
-            .sum::<u64>()
+            .sum::<u64>();
+        (sum, aggregator.clamped)
     });
-    assert_eq!(counted, Some(u64::MAX));
+    assert_eq!(
+        counted,
+        Some((agent::request_metrics::MAX_TIMING_COUNT + 1, 1))
+    );
 }

@@ -11,6 +11,7 @@ mod fault_proxy;
 mod faults;
 mod hostile;
 mod provision;
+mod redaction;
 mod sentry;
 mod shutdown;
 mod support;

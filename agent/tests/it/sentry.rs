@@ -339,14 +339,15 @@ async fn error_lines_reach_sentry_redacted_with_their_breadcrumbs() {
     let (mut agent, _cwl) = start_agent(&sentry_block(addr, "")).await;
     let mut lines: Vec<String> = (0..25)
         .map(|i| {
-            json!({"level":"info","target":"access","message":format!("step {i}"),"route":"/api/users/{id}","request_id":"req-7","token":"s3cr3t-crumb"}).to_string()
+            json!({"level":"info","target":"access","message":format!("step {i}"),"route":"/api/users/{id}","request_id":"req-7","token":"s3cr3t-crumb","query":"/x?password=crumb-in-string"}).to_string()
         })
         .collect();
     lines.push(json!({"level":"info","message":"other request","request_id":"req-8"}).to_string());
     lines.push(
         json!({"level":"error","target":"api::users","message":"request failed","error_kind":"db_timeout",
                "error":"pool timed out","route":"/api/users/{id}","method":"GET","status":500,
-               "request_id":"req-7","password":"hunter2","user":"bob"})
+               "request_id":"req-7","password":"hunter2","user":"bob",
+               "body":"{\"api_key\":\"extra-nested-json\"}","upstream":"https://u:extra-userinfo@h/x"})
         .to_string(),
     );
     agent.write_lines(&lines);
@@ -372,6 +373,13 @@ async fn error_lines_reach_sentry_redacted_with_their_breadcrumbs() {
     assert!(
         !text.contains("hunter2") && !text.contains("s3cr3t-crumb"),
         "not redacted: {text}"
+    );
+    // Secrets inside string values (issue 14, item 1): in extra and in the breadcrumbs.
+    assert!(
+        ["crumb-in-string", "extra-nested-json", "extra-userinfo"]
+            .iter()
+            .all(|secret| !text.contains(secret)),
+        "a secret inside a string value reached Sentry: {text}"
     );
     let crumbs: Vec<&str> = event["breadcrumbs"]["values"]
         .as_array()

@@ -2,9 +2,12 @@
 //! CloudWatch Logs turns into metrics (sent with `x-amzn-logs-format: json/emf`).
 //!
 //! Spec limits kept here: ≤ 100 metrics per directive, ≤ 100 values per metric array,
-//! ≤ 9 dimension keys per set (the older limit; config validation enforces it). EMF has no
-//! value counts, so a latency distribution is written as its (bucket-representative) values
-//! repeated by count, 100 per document.
+//! ≤ 9 dimension keys per set (the older limit; config validation enforces it). A
+//! distribution (latency, or any metric with counts) is written as CloudWatch's histogram
+//! value `{"Values": [...], "Counts": [...], "Max", "Min", "Count", "Sum"}` (what the
+//! OpenTelemetry collector's EMF exporter sends), at most 100 pairs per document: its size
+//! depends on the number of distinct buckets, never on the number of requests. Documents
+//! are then grouped into PutLogEvents calls within that API's limits ([`batches`]).
 
 use std::collections::BTreeMap;
 
@@ -18,6 +21,12 @@ pub const MAX_VALUES_PER_METRIC: usize = 100;
 pub const MAX_METRICS_PER_DIRECTIVE: usize = 100;
 /// Dimension keys per dimension set.
 pub const MAX_DIMENSION_KEYS: usize = 9;
+/// Events per PutLogEvents call.
+pub const MAX_EVENTS_PER_CALL: usize = 10_000;
+/// Bytes per PutLogEvents call, counted as Σ(message bytes + [`EVENT_OVERHEAD`]).
+pub const MAX_CALL_BYTES: usize = 1_048_576;
+/// What PutLogEvents adds to each event's size.
+pub const EVENT_OVERHEAD: usize = 26;
 
 fn unit_name(unit: Unit) -> &'static str {
     match unit {
@@ -28,27 +37,50 @@ fn unit_name(unit: Unit) -> &'static str {
     }
 }
 
-/// Per dimension set: metric name → (unit, values expanded by count, latest timestamp).
-type Groups = BTreeMap<Vec<(String, String)>, BTreeMap<&'static str, (Unit, Vec<f64>, i64)>>;
+/// Per dimension set: metric name → (unit, (value, count) pairs, latest timestamp).
+type Groups = BTreeMap<Vec<(String, String)>, BTreeMap<&'static str, (Unit, Vec<(f64, f64)>, i64)>>;
 
-/// One JSON document per dimension set and slice of values.
+/// A metric's value in a document: a plain number for one value seen once, else the
+/// histogram form with its pairs, count, sum, min and max.
+fn metric_value(pairs: &[(f64, f64)]) -> Value {
+    if let [(value, count)] = pairs
+        && *count == 1.0
+    {
+        return json!(value);
+    }
+    let count: f64 = pairs.iter().map(|(_, n)| n).sum();
+    let sum: f64 = pairs.iter().map(|(v, n)| v * n).sum();
+    let min = pairs.iter().map(|(v, _)| *v).fold(f64::INFINITY, f64::min);
+    let max = pairs
+        .iter()
+        .map(|(v, _)| *v)
+        .fold(f64::NEG_INFINITY, f64::max);
+    json!({
+        "Values": pairs.iter().map(|(v, _)| v).collect::<Vec<_>>(),
+        "Counts": pairs.iter().map(|(_, n)| n).collect::<Vec<_>>(),
+        "Max": max,
+        "Min": min,
+        "Count": count,
+        "Sum": sum,
+    })
+}
+
+/// One JSON document per dimension set and slice of 100 (value, count) pairs.
 pub fn documents(datums: &[Datum], namespace: &str) -> Vec<String> {
-    // Group by dimension set; each metric's values expanded by count.
     let mut groups: Groups = BTreeMap::new();
     for datum in datums {
         let entry = groups.entry(datum.dimensions.clone()).or_default();
-        let (_, values, timestamp) =
+        let (_, pairs, timestamp) =
             entry
                 .entry(datum.name)
                 .or_insert((datum.unit, Vec::new(), datum.timestamp_ms));
         *timestamp = (*timestamp).max(datum.timestamp_ms);
-        for (value, count) in &datum.values {
-            // Counts of 1 for the single-value metrics; the repetition is bounded by the
-            // period's request count for latencies.
-            for _ in 0..(*count as u64).max(1) {
-                values.push(*value);
-            }
-        }
+        pairs.extend(
+            datum
+                .values
+                .iter()
+                .filter(|(v, n)| v.is_finite() && n.is_finite() && *n > 0.0),
+        );
     }
     let mut out = Vec::new();
     for (dimensions, metrics) in groups {
@@ -57,10 +89,10 @@ pub fn documents(datums: &[Datum], namespace: &str) -> Vec<String> {
             .map(|(k, _)| k.as_str())
             .take(MAX_DIMENSION_KEYS)
             .collect();
-        // Document i carries the i-th slice of 100 values of every metric that has one.
+        // Document i carries the i-th slice of 100 pairs of every metric that has one.
         let slices = metrics
             .values()
-            .map(|(_, values, _)| values.len().div_ceil(MAX_VALUES_PER_METRIC))
+            .map(|(_, pairs, _)| pairs.len().div_ceil(MAX_VALUES_PER_METRIC))
             .max()
             .unwrap_or(0);
         for slice in 0..slices {
@@ -70,20 +102,16 @@ pub fn documents(datums: &[Datum], namespace: &str) -> Vec<String> {
             }
             let mut definitions = Vec::new();
             let mut timestamp = 0;
-            for (name, (unit, values, ts)) in &metrics {
-                let part = values.chunks(MAX_VALUES_PER_METRIC).nth(slice);
-                let Some(part) = part else { continue };
+            for (name, (unit, pairs, ts)) in &metrics {
+                let Some(part) = pairs.chunks(MAX_VALUES_PER_METRIC).nth(slice) else {
+                    continue;
+                };
                 if definitions.len() == MAX_METRICS_PER_DIRECTIVE {
                     break;
                 }
                 timestamp = timestamp.max(*ts);
                 definitions.push(json!({ "Name": name, "Unit": unit_name(*unit) }));
-                let value = if part.len() == 1 {
-                    json!(part[0])
-                } else {
-                    json!(part)
-                };
-                root.insert((*name).to_owned(), value);
+                root.insert((*name).to_owned(), metric_value(part));
             }
             root.insert(
                 "_aws".into(),
@@ -93,6 +121,27 @@ pub fn documents(datums: &[Datum], namespace: &str) -> Vec<String> {
                 }),
             );
             out.push(Value::Object(root).to_string());
+        }
+    }
+    out
+}
+
+/// Groups documents into PutLogEvents calls: ≤ [`MAX_EVENTS_PER_CALL`] events and
+/// ≤ [`MAX_CALL_BYTES`] bytes (each event counted with its [`EVENT_OVERHEAD`]), in order.
+pub fn batches(documents: Vec<String>) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut bytes = 0;
+    for document in documents {
+        let size = document.len() + EVENT_OVERHEAD;
+        match out.last_mut() {
+            Some(batch) if batch.len() < MAX_EVENTS_PER_CALL && bytes + size <= MAX_CALL_BYTES => {
+                bytes += size;
+                batch.push(document);
+            }
+            _ => {
+                bytes = size;
+                out.push(vec![document]);
+            }
         }
     }
     out
@@ -144,17 +193,33 @@ pub fn check_against_spec(document: &str) -> Result<(), String> {
             let value = root
                 .get(name)
                 .ok_or(format!("metric {name} has no value at the root"))?;
-            let ok = match value {
-                Value::Number(n) => n.as_f64().is_some_and(f64::is_finite),
-                Value::Array(items) => {
+            let numbers = |v: &Value| {
+                v.as_array().is_some_and(|items| {
                     items.len() <= MAX_VALUES_PER_METRIC
                         && items.iter().all(|v| v.as_f64().is_some_and(f64::is_finite))
+                })
+            };
+            let finite = |v: &Value| v.as_f64().is_some_and(f64::is_finite);
+            let ok = match value {
+                Value::Number(_) => finite(value),
+                Value::Array(_) => numbers(value),
+                Value::Object(histogram) => {
+                    let values = &histogram.get("Values").cloned().unwrap_or_default();
+                    let counts = &histogram.get("Counts").cloned().unwrap_or_default();
+                    numbers(values)
+                        && numbers(counts)
+                        && values.as_array().map(Vec::len) == counts.as_array().map(Vec::len)
+                        && ["Max", "Min", "Count", "Sum"]
+                            .iter()
+                            .all(|k| histogram.get(*k).is_some_and(finite))
+                        && histogram.len() == 6
                 }
                 _ => false,
             };
             if !ok {
                 return Err(format!(
-                    "metric {name} must be a number or an array of at most 100 numbers"
+                    "metric {name} must be a number, an array of at most 100 numbers or \
+                     {{Values, Counts (at most 100 each), Max, Min, Count, Sum}}"
                 ));
             }
             if let Some(unit) = metric.get("Unit") {
@@ -196,34 +261,129 @@ mod tests {
         }
     }
 
+    /// Σ counts of `name` over the documents (a plain number counts once).
+    fn total_count(docs: &[String], name: &str) -> f64 {
+        docs.iter()
+            .map(|doc| {
+                let value: Value = serde_json::from_str(doc).unwrap();
+                match &value[name] {
+                    Value::Object(h) => h["Counts"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|n| n.as_f64().unwrap())
+                        .sum(),
+                    Value::Null => 0.0,
+                    _ => 1.0,
+                }
+            })
+            .sum()
+    }
+
     #[test]
     fn documents_follow_the_spec_and_carry_every_value() {
-        let latency: Vec<(f64, f64)> = (1..=30).map(|i| (i as f64, 10.0)).collect(); // 300 requests
+        // 250 distinct latencies seen 10 times each: 2,500 requests in three documents.
+        let latency: Vec<(f64, f64)> = (1..=250).map(|i| (i as f64, 10.0)).collect();
         let datums = vec![
-            datum(names::REQUEST_COUNT, Unit::Count, vec![(300.0, 1.0)]),
+            datum(names::REQUEST_COUNT, Unit::Count, vec![(2500.0, 1.0)]),
             datum(names::ERROR_COUNT, Unit::Count, vec![(3.0, 1.0)]),
             datum(names::LATENCY, Unit::Milliseconds, latency),
         ];
         let docs = documents(&datums, "Test/Api");
-        assert_eq!(
-            docs.len(),
-            3,
-            "300 latency values need three documents of 100"
-        );
-        let mut latencies = 0;
+        assert_eq!(docs.len(), 3, "250 pairs need three documents of ≤ 100");
         for doc in &docs {
             check_against_spec(doc).unwrap_or_else(|e| panic!("{e}: {doc}"));
             let value: Value = serde_json::from_str(doc).unwrap();
-            latencies += value["Latency"].as_array().map_or(1, Vec::len);
             assert_eq!(value["Service"], "api");
         }
-        assert_eq!(latencies, 300);
+        assert_eq!(total_count(&docs, "Latency"), 2500.0);
         let first: Value = serde_json::from_str(&docs[0]).unwrap();
-        assert_eq!(first["RequestCount"], 300.0);
+        let latency = &first["Latency"];
+        assert_eq!(
+            (latency["Min"].as_f64(), latency["Max"].as_f64()),
+            (Some(1.0), Some(100.0))
+        );
+        assert_eq!(latency["Count"], 1000.0);
+        assert_eq!(latency["Sum"], 10.0 * 5050.0);
+        let first: Value = serde_json::from_str(&docs[0]).unwrap();
+        assert_eq!(first["RequestCount"], 2500.0);
         assert_eq!(
             first["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["Service", "Route"]])
         );
+    }
+
+    #[test]
+    fn a_million_requests_and_a_1e12_histogram_stay_small_and_within_the_limits() {
+        // Regression: each latency was repeated by its count (1M requests → 1M numbers, and
+        // an OTLP count of 1e12 allocated without bound), and every document went in one
+        // PutLogEvents call however large.
+        use super::super::request_builder::{Period, Shape, build};
+        use crate::request_metrics::{Aggregator, RequestTiming};
+        let mut aggregator = Aggregator::new(50);
+        for i in 0..1_000_000u64 {
+            aggregator.record(RequestTiming {
+                route: format!("/r{}", i % 40),
+                method: if i % 3 == 0 { "GET" } else { "POST" }.into(),
+                status: if i % 50 == 0 { 500 } else { 200 },
+                latency_ms: 0.01 + (i % 100_000) as f64 * 0.37,
+                count: 1,
+            });
+        }
+        aggregator.record(RequestTiming {
+            route: "/otlp".into(),
+            method: "GET".into(),
+            status: 200,
+            latency_ms: 12.0,
+            count: 1_000_000_000_000,
+        });
+        let period = Period {
+            requests: aggregator.take_period(),
+            heartbeat: false,
+            ..Period::default()
+        };
+        let shape = Shape {
+            dimensions: vec!["Route".into(), "Method".into()],
+            static_dimensions: [("Service".to_owned(), "api".to_owned())].into(),
+            storage_resolution: 60,
+        };
+        let datums = build(&period, &shape, 1_700_000_000_000);
+        let docs = documents(&datums, "Test/Api");
+        let bytes: usize = docs.iter().map(String::len).sum();
+        assert!(bytes < 16 << 20, "{bytes} bytes of documents");
+        for doc in &docs {
+            check_against_spec(doc).unwrap_or_else(|e| panic!("{e}: {doc}"));
+        }
+        let rollup: Vec<String> = docs
+            .iter()
+            .filter(|d| !d.contains("\"Route\""))
+            .cloned()
+            .collect();
+        let expected = 1_000_000.0 + crate::request_metrics::MAX_TIMING_COUNT as f64;
+        assert_eq!(total_count(&rollup, "Latency"), expected);
+        let calls = batches(docs.clone());
+        assert_eq!(calls.iter().map(Vec::len).sum::<usize>(), docs.len());
+        for call in &calls {
+            assert!(call.len() <= MAX_EVENTS_PER_CALL);
+            let size: usize = call.iter().map(|d| d.len() + EVENT_OVERHEAD).sum();
+            assert!(size <= MAX_CALL_BYTES, "{size}");
+        }
+        // Measured: 409 documents, 0.95 MB, one call (bounded by buckets, not requests).
+        assert!(
+            docs.len() < 1_000 && bytes < 2 << 20,
+            "{} docs, {bytes} B",
+            docs.len()
+        );
+    }
+
+    #[test]
+    fn batches_respect_the_event_and_byte_limits() {
+        let small = vec!["x".repeat(10); 25_000];
+        let sizes: Vec<usize> = batches(small).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [10_000, 10_000, 5_000]);
+        let big = vec!["y".repeat(300_000); 7];
+        let sizes: Vec<usize> = batches(big).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [3, 3, 1]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use tokio_util::sync::CancellationToken;
 
-use self::request_builder::{Datum, Period, Shape, Unit, build, calls};
+use self::request_builder::{Datum, Period, Shape, Unit, build, calls, names, sanitize};
 use crate::metrics::{Metrics, Snapshot};
 use crate::pipeline::budget::MemoryBudget;
 use crate::pipeline::now_ms;
@@ -158,17 +158,34 @@ impl MetricsPublisher {
             &self.shape,
             timestamp_ms,
         ));
+        let fixed = sanitize(&mut datums);
+        if fixed > 0 {
+            self.metrics.metric_values_clamped(fixed);
+            tracing::warn!(
+                values = fixed,
+                "metric values CloudWatch would refuse were clamped or dropped"
+            );
+        }
+        // The heartbeat goes in a call of its own: whatever happens to the period's other
+        // datums, a missing heartbeat must mean the sidecar is gone (it pages someone).
+        let (heartbeat, datums): (Vec<Datum>, Vec<Datum>) =
+            datums.into_iter().partition(|d| d.name == names::HEARTBEAT);
         match &self.output {
             Output::PutMetricData(client) => {
-                for call in calls(datums) {
-                    self.put(client, call).await;
+                for call in std::iter::once(heartbeat).chain(calls(datums)) {
+                    if !call.is_empty() {
+                        self.put(client, call).await;
+                    }
                 }
             }
             Output::Emf {
                 logs,
                 group,
                 stream,
-            } => self.put_emf(logs, group, stream, &datums).await,
+            } => {
+                self.put_emf(logs, group, stream, &heartbeat).await;
+                self.put_emf(logs, group, stream, &datums).await;
+            }
             Output::None => {}
         }
     }
@@ -193,31 +210,44 @@ impl MetricsPublisher {
             .send()
             .await;
         let timestamp = now_ms();
-        let events: Vec<aws_sdk_cloudwatchlogs::types::InputLogEvent> = documents
-            .into_iter()
-            .filter_map(|document| {
-                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                    .timestamp(timestamp)
-                    .message(document)
-                    .build()
-                    .ok()
-            })
-            .collect();
-        let count = datums.len() as u64;
-        self.send_with_retries("EMF PutLogEvents", count, || {
-            logs.put_log_events()
-                .log_group_name(group)
-                .log_stream_name(stream)
-                .set_log_events(Some(events.clone()))
-                .customize()
-                .mutate_request(|request| {
-                    request
-                        .headers_mut()
-                        .insert("x-amzn-logs-format", "json/emf");
+        // Datums are counted per call by their share of the documents (a datum's values
+        // can span documents, so this is the closest honest split).
+        let total_documents = documents.len() as u64;
+        let mut remaining = datums.len() as u64;
+        let batches = emf::batches(documents);
+        let last = batches.len() - 1;
+        for (i, batch) in batches.into_iter().enumerate() {
+            let share = if i == last {
+                remaining
+            } else {
+                (datums.len() as u64 * batch.len() as u64 / total_documents).min(remaining)
+            };
+            remaining -= share;
+            let events: Vec<aws_sdk_cloudwatchlogs::types::InputLogEvent> = batch
+                .into_iter()
+                .filter_map(|document| {
+                    aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                        .timestamp(timestamp)
+                        .message(document)
+                        .build()
+                        .ok()
                 })
-                .send()
-        })
-        .await;
+                .collect();
+            self.send_with_retries("EMF PutLogEvents", share, || {
+                logs.put_log_events()
+                    .log_group_name(group)
+                    .log_stream_name(stream)
+                    .set_log_events(Some(events.clone()))
+                    .customize()
+                    .mutate_request(|request| {
+                        request
+                            .headers_mut()
+                            .insert("x-amzn-logs-format", "json/emf");
+                    })
+                    .send()
+            })
+            .await;
+        }
     }
 
     async fn put(&self, client: &Client, datums: Vec<Datum>) {

@@ -1,6 +1,7 @@
 //! Pure construction of PutMetricData datums from a period's aggregates, within the API's
 //! limits (named here): ≤ 1,000 datums per call, ≤ 150 distinct values per datum, ≤ 30
-//! dimensions, no NaN or infinity.
+//! dimensions, no NaN or infinity, magnitudes within 8.5e-109..2^360 (or zero): one value
+//! CloudWatch refuses fails the whole call, so [`sanitize`] fixes them before any call.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -12,6 +13,10 @@ use crate::uptime::ProbeResult;
 pub const MAX_DATUMS_PER_CALL: usize = 1_000;
 /// Distinct values per datum (`Values`/`Counts`).
 pub const MAX_VALUES_PER_DATUM: usize = 150;
+/// Largest magnitude CloudWatch accepts (2^360); larger values are clamped to it.
+pub const MAX_MAGNITUDE: f64 = 2.348_542_582_773_833_2e108;
+/// Smallest non-zero magnitude CloudWatch accepts (about 8.5e-109); smaller values become 0.
+pub const MIN_MAGNITUDE: f64 = 8.5e-109;
 
 /// Metric names, one table for the emitters and for `agent provision validate`, which
 /// rejects a dashboard or alarm charting a name of the sidecar's namespace that is not here.
@@ -239,6 +244,37 @@ fn latency_values(histogram: &LogHistogram) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// Makes every value and count one CloudWatch accepts: NaN values and non-positive or NaN
+/// counts are dropped, infinities and magnitudes beyond [`MAX_MAGNITUDE`] clamped, tiny
+/// non-zero values zeroed; a datum left with no value is dropped. Returns how many values
+/// were changed or dropped (for `agent_metric_values_clamped_total`).
+pub fn sanitize(datums: &mut Vec<Datum>) -> u64 {
+    let mut fixed = 0u64;
+    for datum in datums.iter_mut() {
+        datum.values.retain_mut(|(value, count)| {
+            if value.is_nan() || count.is_nan() || *count <= 0.0 {
+                fixed += 1;
+                return false;
+            }
+            let clean = if value.abs() > MAX_MAGNITUDE {
+                MAX_MAGNITUDE.copysign(*value)
+            } else if *value != 0.0 && value.abs() < MIN_MAGNITUDE {
+                0.0
+            } else {
+                *value
+            };
+            let clean_count = count.min(MAX_MAGNITUDE);
+            if clean.to_bits() != value.to_bits() || clean_count != *count {
+                fixed += 1;
+                (*value, *count) = (clean, clean_count);
+            }
+            true
+        });
+    }
+    datums.retain(|d| !d.values.is_empty());
+    fixed
+}
+
 /// Splits datums into calls of at most [`MAX_DATUMS_PER_CALL`].
 pub fn calls(datums: Vec<Datum>) -> Vec<Vec<Datum>> {
     let mut out = Vec::new();
@@ -412,6 +448,47 @@ mod tests {
             })
             .unwrap();
         assert_eq!(redis.values, [(0.0, 1.0)]);
+    }
+
+    #[test]
+    fn values_cloudwatch_refuses_are_clamped_and_one_bad_datum_keeps_the_others() {
+        let datum = |values: Vec<(f64, f64)>| Datum {
+            name: names::LATENCY,
+            unit: Unit::Milliseconds,
+            dimensions: vec![],
+            values,
+            timestamp_ms: 0,
+            storage_resolution: 60,
+        };
+        let mut datums = vec![
+            datum(vec![(1e308, 1.0), (f64::INFINITY, 1.0), (-1e200, 2.0)]),
+            datum(vec![(1e-200, 3.0), (5.0, 1.0), (7.0, 1e300)]),
+            datum(vec![(f64::NAN, 1.0), (3.0, 0.0), (4.0, f64::NAN)]),
+            datum(vec![(2.0, 1.0)]),
+        ];
+        assert_eq!(sanitize(&mut datums), 8);
+        assert_eq!(datums.len(), 3, "the all-bad datum goes, the others stay");
+        assert_eq!(
+            datums[0].values,
+            [
+                (MAX_MAGNITUDE, 1.0),
+                (MAX_MAGNITUDE, 1.0),
+                (-MAX_MAGNITUDE, 2.0)
+            ]
+        );
+        assert_eq!(
+            datums[1].values,
+            [(0.0, 3.0), (5.0, 1.0), (7.0, MAX_MAGNITUDE)]
+        );
+        assert_eq!(datums[2].values, [(2.0, 1.0)]);
+        for d in &datums {
+            for (v, n) in &d.values {
+                assert!(v.is_finite() && v.abs() <= 2f64.powi(360));
+                assert!(*v == 0.0 || v.abs() >= MIN_MAGNITUDE);
+                assert!(n.is_finite() && *n > 0.0);
+            }
+        }
+        assert_eq!(MAX_MAGNITUDE, 2f64.powi(360));
     }
 
     #[test]
