@@ -1117,3 +1117,54 @@ fn bucket_counts_past_u64_make_a_point_unusable_and_totals_saturate() {
     assert_eq!(timings.len(), 2);
     assert_eq!(summary.requests, u64::MAX);
 }
+
+/// Redaction of what OTLP log records become (issue 14, item 1): bodies and attributes.
+#[test]
+fn otlp_log_bodies_and_attributes_are_redacted_after_conversion() {
+    const S: &str = "hunter2secretXYZ";
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, KeyValueList};
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+    let text = |s: String| AnyValue {
+        value: Some(Any::StringValue(s)),
+    };
+    let kv = |key: &str, value: AnyValue| KeyValue {
+        key: key.into(),
+        value: Some(value),
+        ..KeyValue::default()
+    };
+    let r = crate::pipeline::redact::Redactor::new(
+        &crate::pipeline::redact::DEFAULT_KEYS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect::<Vec<_>>(),
+    );
+    let bodies = [
+        AnyValue {
+            value: Some(Any::KvlistValue(KeyValueList {
+                values: vec![
+                    kv("password", text(S.into())),
+                    kv("user", text("bob".into())),
+                ],
+            })),
+        },
+        text(format!("GET /cb?access_token={S}")),
+        text(format!(r#"{{"client_secret":"{S}"}}"#)),
+    ];
+    for body in bodies {
+        let record = LogRecord {
+            body: Some(body),
+            attributes: vec![
+                kv("http.request.header.cookie", text(S.into())),
+                kv("url.full", text(format!("https://u:{S}@h/x"))),
+                kv("db.statement", text(format!("SET password = '{S}'"))),
+            ],
+            ..LogRecord::default()
+        };
+        let line = log_line(&record, Some("api"), None);
+        let mut out = String::from_utf8(line.bytes).unwrap();
+        assert!(r.redact(&mut out, true));
+        assert!(!out.contains(S), "{out}");
+        assert!(out.contains(r#""service":"api""#), "{out}");
+    }
+}
