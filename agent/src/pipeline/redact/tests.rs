@@ -289,3 +289,39 @@ fn the_agents_own_log_lines_are_redacted() {
         assert!(event["message"].is_string(), "{line}");
     }
 }
+
+#[test]
+fn anchors_cover_every_one_separator_spelling() {
+    for key in DEFAULT_KEYS.iter().chain(&["pin", "ab", "x", "apikey"]) {
+        let [prefix, suffix] = anchors_of(key);
+        for at in 1..key.len() {
+            let spelled = format!("{}_{}", &key[..at], &key[at..]);
+            assert!(
+                spelled.contains(prefix) || spelled.contains(suffix),
+                "{spelled}: neither {prefix} nor {suffix}"
+            );
+        }
+        assert!(key.contains(prefix) && key.contains(suffix));
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_gate_never_hides_what_the_prefilter_finds(
+        noise in "[ -~]{0,40}",
+        key in proptest::sample::select(DEFAULT_KEYS),
+        at in 0usize..20,
+        sep in proptest::sample::select(vec!["", "_", "-"]),
+        upper in proptest::collection::vec(proptest::bool::ANY, 20),
+    ) {
+        let r = redactor();
+        let at = at % key.len().max(1);
+        let word: String = format!("{}{sep}{}", &key[..at], &key[at..])
+            .chars()
+            .zip(upper.iter().cycle())
+            .map(|(c, up)| if *up { c.to_ascii_uppercase() } else { c })
+            .collect();
+        let line = format!("{noise}{word}={noise}");
+        proptest::prop_assert!(r.triggered(&line), "{}", line);
+    }
+}
