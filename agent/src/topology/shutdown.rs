@@ -159,3 +159,47 @@ impl Shutdown {
 pub struct Watchdog {
     _disarm: std::sync::mpsc::Sender<()>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_deadline_falls_inside_grace_plus_one_second_in_order() {
+        let (shutdown, _watchdog) = Shutdown::begin(Duration::from_secs(9), Duration::from_secs(3));
+        let start = shutdown.started;
+        let order = [
+            shutdown.linger_deadline(),
+            shutdown.inputs_deadline(),
+            shutdown.drain_deadline(),
+            shutdown.final_metrics_deadline(),
+            shutdown.join_deadline(),
+            shutdown.exit_deadline(),
+        ];
+        assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
+        assert_eq!(order[0] - start, Duration::from_secs(3));
+        assert_eq!(
+            order[1] - start,
+            Duration::from_millis(4500),
+            "a quarter of what is left"
+        );
+        assert_eq!(order[5] - start, Duration::from_secs(10));
+        // A linger longer than the grace is held to it.
+        let (long, _watchdog) = Shutdown::begin(Duration::from_secs(2), Duration::from_secs(60));
+        assert_eq!(long.linger_deadline(), long.drain_deadline());
+    }
+
+    #[tokio::test]
+    async fn a_phase_is_cut_at_its_deadline() {
+        let (shutdown, _watchdog) = Shutdown::begin(Duration::from_secs(1), Duration::ZERO);
+        let forever = std::future::pending::<()>();
+        let cut = shutdown
+            .phase(Phase::DrainOutputs, shutdown.drain_deadline(), forever)
+            .await;
+        assert!(cut.is_none());
+        let done = shutdown
+            .phase(Phase::FinalMetrics, shutdown.exit_deadline(), async { 7 })
+            .await;
+        assert_eq!(done, Some(7));
+    }
+}
