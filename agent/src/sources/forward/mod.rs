@@ -58,6 +58,9 @@ const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// ... or this many lines.
 const MAX_BATCH_LINES: usize = 8192;
 
+/// Frames decoded between two yields to the runtime.
+const YIELD_EVERY_FRAMES: usize = 16;
+
 /// Memory a decoded record takes besides its bytes: the line, its allocation, and the
 /// batch vector's growth. With the frame's bytes it is held to `max_frame_bytes`, so one
 /// connection holds at most about twice that (the inflated payload and its records).
@@ -415,6 +418,7 @@ impl Connection {
         buffer: &mut BytesMut,
         stream: &mut S,
     ) -> Result<(), ConnectionError> {
+        let mut decoded = 0usize;
         while let Some(len) = self.scanner.scan(buffer, self.limits.max_frame_bytes)? {
             self.frame_waited = Duration::ZERO;
             let Self { decoder, lines, .. } = self;
@@ -437,6 +441,12 @@ impl Connection {
             buffer.advance(len);
             if self.lines.bytes >= MAX_BATCH_BYTES || self.lines.batch.len() >= MAX_BATCH_LINES {
                 self.deliver(stream).await?;
+            }
+            decoded += 1;
+            if decoded % YIELD_EVERY_FRAMES == 0 {
+                // A client with many buffered frames must not hold the worker the admin
+                // server (and other connections) need.
+                tokio::task::yield_now().await;
             }
         }
         Ok(())
