@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: installs what the tests need, then runs
-# formatting and lint checks, every Rust test (each starts its own PostgreSQL, Redis and
+# The whole test suite, from a fresh clone: installs what the tests need, then runs the
+# CloudWatch front's tests, formatting and lint checks, every Rust test (each starts its own PostgreSQL, Redis and
 # AWS emulator on free loopback ports through scripts/services.sh), and the offline
 # infrastructure, workflow and deploy-script checks.
 set -euo pipefail
@@ -15,6 +15,9 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "install test dependencies"
 scripts/services.sh install
+
+step "CloudWatch rpc-v2-cbor front (scripts/test_cwfront.py, against the emulator)"
+PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -m pytest -q -p no:cacheprovider scripts/test_cwfront.py
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -7,7 +7,8 @@ pub mod retry;
 pub mod sentry;
 
 /// The AWS SDK configuration every sink starts from: region and endpoint from the config when
-/// given, else the standard environment (`AWS_REGION`, `AWS_ENDPOINT_URL`); credentials from
+/// given, else the standard environment (`AWS_REGION`; `AWS_ENDPOINT_URL_<SERVICE>`, e.g.
+/// `AWS_ENDPOINT_URL_CLOUDWATCH`, before `AWS_ENDPOINT_URL`); credentials from
 /// the default chain (the ECS task role in production); the SDK's own retries off, because
 /// `retry` decides.
 pub async fn sdk_config(region: Option<&str>, endpoint: Option<&str>) -> aws_config::SdkConfig {
