@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Throwaway local services for development and tests, on free loopback ports.
 #
-#   scripts/services.sh install                    install what is missing (redis-server, .venv with moto)
+#   scripts/services.sh install                    install what is missing (redis-server, .venv with moto,
+#                                                  cargo-deny, cargo-cyclonedx)
 #   scripts/services.sh start DIR [SERVICE...]     start services (default: postgres redis moto) under DIR
 #   scripts/services.sh stop  DIR [SERVICE...]     stop exactly what DIR started
 #
@@ -65,7 +66,19 @@ install() {
     "$VENV/bin/pip" install -q -r "$ROOT/scripts/requirements-dev.txt"
     cp "$ROOT/scripts/requirements-dev.txt" "$VENV/.requirements"
   fi
+  # Cargo tools of the test command (a one-time compile each, a few minutes): cargo-deny
+  # checks licences, bans and sources; cargo-cyclonedx writes the release SBOM.
+  install_cargo_tool cargo-deny 0.20.2
+  install_cargo_tool cargo-cyclonedx 0.5.9
   [ -x "$PGBIN/initdb" ] || die "PostgreSQL 15 server binaries not found (set PGBIN)"
+}
+
+install_cargo_tool() { # install_cargo_tool NAME VERSION: cargo install when missing or another version
+  local name=$1 version=$2 subcommand=${1#cargo-}
+  if ! cargo "$subcommand" --version 2>/dev/null | grep -qF " $version"; then
+    log "installing $name $version (cargo install, one-time compile)"
+    cargo install --locked --quiet "$name@$version"
+  fi
 }
 
 start_postgres() {

@@ -25,6 +25,9 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo deny check licenses bans sources (deny.toml; advisories need the network: CI only)"
+cargo deny --log-level error check --hide-inclusion-graph licenses bans sources
+
 step "cargo test"
 cargo test --workspace --locked
 
