@@ -31,6 +31,9 @@ cargo deny --log-level error check --hide-inclusion-graph licenses bans sources
 step "cargo test"
 cargo test --workspace --locked
 
+step "release SBOM (scripts/release.sh sbom-check: CycloneDX from the lock file, checked; no build)"
+scripts/release.sh sbom-check
+
 if [ -x scripts/check-terraform.sh ]; then
   step "terraform checks"
   scripts/check-terraform.sh
