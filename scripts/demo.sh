@@ -84,7 +84,7 @@ batch_timeout_ms = 500
 period_secs = 10
 namespace = "Demo/Api"
 static_dimensions = { Service = "api", Environment = "dev" }
-endpoint = "$AWS_ENDPOINT_URL"
+endpoint = "$AWS_ENDPOINT_URL_CLOUDWATCH"
 [sinks.sentry]
 dsn = "http://demoagentkey@127.0.0.1:$SENTRY_PORT/1"
 environment = "dev"

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Throwaway local services for development and tests, on free loopback ports.
 #
-#   scripts/services.sh install                    install what is missing (redis-server, .venv with moto)
+#   scripts/services.sh install                    install what is missing (redis-server, .venv with moto,
+#                                                  cargo-deny, cargo-cyclonedx)
 #   scripts/services.sh start DIR [SERVICE...]     start services (default: postgres redis moto) under DIR
 #   scripts/services.sh stop  DIR [SERVICE...]     stop exactly what DIR started
 #
-# `start` writes DIR/env (shell `export` lines: DATABASE_URL, REDIS_URL, AWS_ENDPOINT_URL and
-# test credentials) and prints it. Starting a service again in the same DIR reuses its port
+# `moto` is the AWS emulator plus scripts/cwfront.py in front of it for CloudWatch (metrics):
+# the Rust SDK speaks rpc-v2-cbor to CloudWatch, which moto does not; the front translates.
+# `start` writes DIR/env (shell `export` lines: DATABASE_URL, REDIS_URL, AWS_ENDPOINT_URL,
+# AWS_ENDPOINT_URL_CLOUDWATCH (the front; the AWS SDKs prefer it for CloudWatch over
+# AWS_ENDPOINT_URL) and test credentials) and prints it. Starting a service again in the same DIR reuses its port
 # and data, so a test can stop a dependency and bring the same one back.
 # Nothing listens beyond 127.0.0.1, and nothing talks to real AWS.
 set -euo pipefail
@@ -62,7 +66,19 @@ install() {
     "$VENV/bin/pip" install -q -r "$ROOT/scripts/requirements-dev.txt"
     cp "$ROOT/scripts/requirements-dev.txt" "$VENV/.requirements"
   fi
+  # Cargo tools of the test command (a one-time compile each, a few minutes): cargo-deny
+  # checks licences, bans and sources; cargo-cyclonedx writes the release SBOM.
+  install_cargo_tool cargo-deny 0.20.2
+  install_cargo_tool cargo-cyclonedx 0.5.9
   [ -x "$PGBIN/initdb" ] || die "PostgreSQL 15 server binaries not found (set PGBIN)"
+}
+
+install_cargo_tool() { # install_cargo_tool NAME VERSION: cargo install when missing or another version
+  local name=$1 version=$2 subcommand=${1#cargo-}
+  if ! cargo "$subcommand" --version 2>/dev/null | grep -qF " $version"; then
+    log "installing $name $version (cargo install, one-time compile)"
+    cargo install --locked --quiet "$name@$version"
+  fi
 }
 
 start_postgres() {
@@ -115,18 +131,26 @@ start_moto() {
   nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 &
   echo $! >"$dir/moto.pid"
   wait_for 30 moto curl -sf "http://127.0.0.1:$port/moto-api/data.json"
+  # The CloudWatch front, on its own port, forwarding to this moto.
+  [ -f "$dir/cwfront.port" ] || free_port >"$dir/cwfront.port"
+  local front_port; front_port=$(cat "$dir/cwfront.port")
+  nohup "$VENV/bin/python" "$ROOT/scripts/cwfront.py" --port "$front_port" \
+    --upstream "http://127.0.0.1:$port" >"$dir/cwfront.log" 2>&1 &
+  echo $! >"$dir/cwfront.pid"
+  wait_for 30 cwfront curl -sf "http://127.0.0.1:$front_port/ping"
   cat >"$dir/env" <<ENV
 export AWS_ENDPOINT_URL=http://127.0.0.1:$port
+export AWS_ENDPOINT_URL_CLOUDWATCH=http://127.0.0.1:$front_port
 export AWS_ACCESS_KEY_ID=testing
 export AWS_SECRET_ACCESS_KEY=testing
 export AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 ENV
-  log "moto (AWS emulator) on 127.0.0.1:$port"
+  log "moto (AWS emulator) on 127.0.0.1:$port, its CloudWatch front on 127.0.0.1:$front_port"
 }
 
-stop_moto() { kill_and_wait "$1/moto/moto.pid"; }
+stop_moto() { kill_and_wait "$1/moto/cwfront.pid"; kill_and_wait "$1/moto/moto.pid"; }
 
 write_env() {
   local dir=$1

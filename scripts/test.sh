@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: installs what the tests need, then runs
-# formatting and lint checks, every Rust test (each starts its own PostgreSQL, Redis and
+# The whole test suite, from a fresh clone: installs what the tests need, then runs the
+# CloudWatch front's tests, formatting and lint checks, every Rust test (each starts its own PostgreSQL, Redis and
 # AWS emulator on free loopback ports through scripts/services.sh), and the offline
 # infrastructure, workflow and deploy-script checks.
 set -euo pipefail
@@ -16,6 +16,9 @@ step() { printf '\n== %s\n' "$*"; }
 step "install test dependencies"
 scripts/services.sh install
 
+step "CloudWatch rpc-v2-cbor front (scripts/test_cwfront.py, against the emulator)"
+PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -m pytest -q -p no:cacheprovider scripts/test_cwfront.py
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -25,8 +28,14 @@ scripts/check-module-cycles.py agent/src
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo deny check licenses bans sources (deny.toml; advisories need the network: CI only)"
+cargo deny --log-level error check --hide-inclusion-graph licenses bans sources
+
 step "cargo test"
 cargo test --workspace --locked
+
+step "release SBOM (scripts/release.sh sbom-check: CycloneDX from the lock file, checked; no build)"
+scripts/release.sh sbom-check
 
 if [ -x scripts/check-terraform.sh ]; then
   step "terraform checks"

@@ -102,7 +102,8 @@ pub struct Target {
     /// AWS Region (default: the Region variable, else the environment).
     #[arg(long)]
     pub region: Option<String>,
-    /// Endpoint override (default: AWS_ENDPOINT_URL, else the Region's).
+    /// Endpoint override (default: AWS_ENDPOINT_URL_CLOUDWATCH, else AWS_ENDPOINT_URL, else the
+    /// Region's).
     #[arg(long)]
     pub endpoint: Option<String>,
 }

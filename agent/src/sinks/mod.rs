@@ -24,7 +24,8 @@ pub struct SinksConfig {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The AWS SDK configuration every sink starts from: region and endpoint from the config when
-/// given, else the standard environment (`AWS_REGION`, `AWS_ENDPOINT_URL`); credentials from
+/// given, else the standard environment (`AWS_REGION`; `AWS_ENDPOINT_URL_<SERVICE>`, e.g.
+/// `AWS_ENDPOINT_URL_CLOUDWATCH`, before `AWS_ENDPOINT_URL`); credentials from
 /// the default chain (the ECS task role in production); the SDK's own retries off, because
 /// `retry` decides; and every call bounded: an attempt (and so the operation, with retries
 /// off) fails with a retryable timeout after `timeout`, whether the endpoint never answers,

@@ -145,7 +145,7 @@ async fn request_metrics_reach_cloudwatch_with_the_counts_and_latencies_of_the_t
     options.metrics = format!(
         "[metrics]\nperiod_secs = 10\nnamespace = \"Test/Api\"\ndimensions = [\"Route\", \"Method\"]\n\
          static_dimensions = {{ Service = \"api\" }}\nendpoint = \"{}\"\nregion = \"us-east-1\"\n",
-        moto.endpoint
+        moto.cloudwatch_endpoint
     );
     let mut agent = Agent::start(&options);
     let stdin = agent.child.stdin.as_mut().unwrap();
@@ -171,7 +171,7 @@ async fn request_metrics_reach_cloudwatch_with_the_counts_and_latencies_of_the_t
 
     let config = aws_sdk_cloudwatch::Config::builder()
         .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
-        .endpoint_url(&moto.endpoint)
+        .endpoint_url(&moto.cloudwatch_endpoint)
         .region(aws_sdk_cloudwatch::config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_cloudwatch::config::Credentials::new(
             "testing", "testing", None, None, "test",

@@ -122,7 +122,7 @@ fn validate_reports_every_problem_with_its_place_and_exits_64() {
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_apply_edit_and_prune_against_the_emulator() {
     let moto = Moto::start();
-    let cw = cloudwatch(&moto.endpoint);
+    let cw = cloudwatch(&moto.cloudwatch_endpoint);
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     copy_dir(&repo_root().join("dashboards"), &dir.join("dashboards"));
@@ -140,7 +140,7 @@ async fn plan_apply_edit_and_prune_against_the_emulator() {
                 "--var",
                 "AccountId=123456789012",
                 "--endpoint",
-                &moto.endpoint,
+                &moto.cloudwatch_endpoint,
             ]
             .map(str::to_owned),
         );
@@ -243,6 +243,22 @@ async fn plan_apply_edit_and_prune_against_the_emulator() {
     assert!(
         out.contains("Plan: 0 to create, 0 to update, 0 to delete, 10 unchanged."),
         "{out}"
+    );
+    // Without --endpoint the SDK's per-service variable wins over AWS_ENDPOINT_URL (the demo
+    // relies on it): CloudWatch goes to the front, and the plan reads the same account.
+    let output = agent_command()
+        .current_dir(dir)
+        .args(["provision", "plan", "--env", "dev", "--vars", vars])
+        .args(["--var", "AccountId=123456789012"])
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH", &moto.cloudwatch_endpoint)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && out.contains("0 to create, 0 to update, 0 to delete"),
+        "{out}{}",
+        String::from_utf8_lossy(&output.stderr)
     );
     let (code, out, err) = run(&["apply"]);
     assert_eq!(code, 0, "{out}{err}");

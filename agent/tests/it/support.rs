@@ -26,7 +26,11 @@ pub(crate) fn free_port() -> u16 {
 /// stopped when dropped.
 pub(crate) struct Moto {
     dir: tempfile::TempDir,
+    /// Every service but CloudWatch (metrics): Logs, Secrets Manager, SNS, ...
     pub(crate) endpoint: String,
+    /// CloudWatch (metrics): `scripts/cwfront.py`, which translates the SDK's rpc-v2-cbor
+    /// calls into the JSON protocol the emulator speaks.
+    pub(crate) cloudwatch_endpoint: String,
 }
 
 impl Moto {
@@ -44,13 +48,20 @@ impl Moto {
             String::from_utf8_lossy(&output.stderr)
         );
         let env = std::fs::read_to_string(dir.path().join("env")).unwrap();
-        let endpoint = env
-            .lines()
-            .find_map(|l| l.strip_prefix("export AWS_ENDPOINT_URL="))
-            .expect("AWS_ENDPOINT_URL")
-            .to_owned();
-        assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
-        Self { dir, endpoint }
+        let variable = |name: &str| {
+            let value = env
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("{name} in {env}"))
+                .to_owned();
+            assert!(value.starts_with("http://127.0.0.1:"), "{name}={value}");
+            value
+        };
+        Self {
+            endpoint: variable("AWS_ENDPOINT_URL"),
+            cloudwatch_endpoint: variable("AWS_ENDPOINT_URL_CLOUDWATCH"),
+            dir,
+        }
     }
 }
 
