@@ -443,7 +443,7 @@ impl Connection {
                 self.deliver(stream).await?;
             }
             decoded += 1;
-            if decoded % YIELD_EVERY_FRAMES == 0 {
+            if decoded.is_multiple_of(YIELD_EVERY_FRAMES) {
                 // A client with many buffered frames must not hold the worker the admin
                 // server (and other connections) need.
                 tokio::task::yield_now().await;
