@@ -69,20 +69,24 @@ pub struct Redactor {
     anchors: AhoCorasick,
 }
 
-/// Anchors of a key word: a prefix and a suffix long enough that any spelling of the word
-/// with one `_`/`-` inserted still contains one of them whole (prefix of `k` bytes and
-/// suffix of `m` bytes with `k + m = len + 1`).
-fn anchors_of(key: &str) -> [&str; 2] {
-    let mut k = key.len().div_ceil(2).max(1).min(key.len());
-    while !key.is_char_boundary(k) {
-        k += 1;
+/// Anchors of a key word: short pieces that every spelling of it (as is, or with one `_`
+/// or `-` inserted anywhere) contains one of. Around a middle position `c`: the prefix
+/// `key[..=c]` (a separator after it), the suffix `key[c-1..]` (a separator before it), and
+/// `key[c-1]`, separator, `key[c]` (a separator at `c`). They are chosen that way, rather
+/// than as the key's halves, so that no anchor is a common word: `apikey` gives `apik`,
+/// `ikey`, `i_k` and `i-k`, where halves would give `api`, in every `/api/` route.
+fn anchors_of(key: &str) -> Vec<String> {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() < 2 {
+        return vec![key.to_owned()];
     }
-    // The suffix starts one byte before the prefix ends: k + (len - (k - 1)) = len + 1.
-    let mut from = k.saturating_sub(1);
-    while !key.is_char_boundary(from) {
-        from -= 1;
+    let c = chars.len() / 2;
+    let piece = |range: std::ops::Range<usize>| chars[range].iter().collect::<String>();
+    let mut anchors = vec![piece(0..c + 1), piece(c - 1..chars.len())];
+    for sep in ['_', '-'] {
+        anchors.push(format!("{}{sep}{}", chars[c - 1], chars[c]));
     }
-    [&key[..k], &key[from..]]
+    anchors
 }
 
 thread_local! {
@@ -124,7 +128,7 @@ impl Redactor {
             .collect();
         anchors.push(URL_MARKER.to_owned());
         for key in &keys {
-            anchors.extend(anchors_of(&key.to_ascii_lowercase()).map(str::to_owned));
+            anchors.extend(anchors_of(&key.to_ascii_lowercase()));
         }
         anchors.sort();
         anchors.dedup();
