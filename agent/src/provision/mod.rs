@@ -15,6 +15,7 @@ mod alarm;
 mod api;
 mod apply;
 mod plan;
+pub mod preview;
 mod validate;
 mod vars;
 
@@ -62,6 +63,20 @@ pub enum Command {
         /// Exit 2 when the plan has changes (0: none, 1: failure, 64: invalid).
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Also draw each dashboard the plan creates or updates, current and new side by
+        /// side, as DIR/<name>.html and DIR/<name>.png.
+        #[arg(long, value_name = "DIR")]
+        preview: Option<PathBuf>,
+    },
+    /// Draw each dashboard as a self-contained HTML page and a PNG, with data from
+    /// CloudWatch (or with --offline from the files alone), plus an index page.
+    Preview {
+        #[command(flatten)]
+        inputs: Inputs,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        args: preview::PreviewArgs,
     },
     /// Plan, then create, update (and with --prune delete) serially, backing off when
     /// throttled.
@@ -348,7 +363,7 @@ fn parse(file: &str, text: &str, problems: &mut Vec<Problem>) -> Option<Value> {
 /// Runs a provision command, writing the report to `out` and problems to `err`; returns
 /// the exit code (0, 1 failure, 2 changes with `--detailed-exitcode`, 64 invalid).
 pub fn run(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let (inputs, target, prune, detailed, mode) = match command {
+    let (inputs, target, prune, detailed, mode, preview_dir) = match command {
         Command::Validate { inputs } => {
             return match load(&inputs) {
                 Ok(definitions) => {
@@ -364,17 +379,30 @@ pub fn run(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 Err(problems) => report_problems(&problems, err),
             };
         }
+        Command::Preview {
+            inputs,
+            target,
+            args,
+        } => return preview::run(&inputs, &target, &args, out, err),
         Command::Plan {
             inputs,
             target,
             prune,
             detailed_exitcode,
-        } => (inputs, target, prune, detailed_exitcode, Mode::Plan),
+            preview,
+        } => (
+            inputs,
+            target,
+            prune,
+            detailed_exitcode,
+            Mode::Plan,
+            preview,
+        ),
         Command::Apply {
             inputs,
             target,
             prune,
-        } => (inputs, target, prune, false, Mode::Apply),
+        } => (inputs, target, prune, false, Mode::Apply, None),
     };
     let definitions = match load(&inputs) {
         Ok(definitions) => definitions,
@@ -399,6 +427,14 @@ pub fn run(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         };
         let plan = plan(&definitions, &current, prune);
         let _ = write!(out, "{plan}");
+        if let Some(dir) = &preview_dir
+            && let Err(error) =
+                preview::plan_preview(dir, &definitions, &current.dashboards, &plan, &target, out)
+                    .await
+        {
+            let _ = writeln!(err, "agent provision plan --preview: {error}");
+            return 1;
+        }
         match mode {
             Mode::Plan => u8::from(detailed && plan.has_changes()) * EX_CHANGES,
             Mode::Apply => match apply(&mut api, &definitions, &plan, out).await {

@@ -11,7 +11,7 @@ mod dashboards;
 use serde_json::{Map, Value};
 
 pub(super) use self::alarms::alarm;
-pub(super) use self::dashboards::{dashboard, dashboard_name};
+pub(super) use self::dashboards::{dashboard, dashboard_name, resolve_row};
 use super::{Location, Problem};
 use crate::sinks::cloudwatch_metrics::request_builder::names;
 
