@@ -113,45 +113,80 @@ impl Source {
                 .or_default()
                 .push((result.label().unwrap_or_default().to_owned(), points));
         }
-        let mut series = Vec::new();
-        for row in &widget.rows {
-            let answered = by_id
-                .get(&row.id)
-                .filter(|list| list.iter().any(|(_, p)| !p.is_empty()))
-                .cloned();
-            let list = match (&row.query, answered) {
-                (_, Some(list)) => list,
-                (Query::Expression(expression), None) => {
-                    match self.local(row, expression, &by_id, window).await {
-                        Ok(list) => {
-                            by_id.insert(row.id.clone(), list.clone());
-                            list
-                        }
-                        Err(why) => {
-                            if row.visible {
-                                notes.push(format!("{}: {why}", short_expression(expression)));
-                            }
-                            continue;
+        let has_data = |by_id: &BTreeMap<String, Vec<(String, Points)>>, id: &str| {
+            by_id
+                .get(id)
+                .is_some_and(|list| list.iter().any(|(_, p)| !p.is_empty()))
+        };
+        // Metric rows first (math refers to them), then expressions, each in row order.
+        let mut unanswered: BTreeMap<String, String> = BTreeMap::new();
+        for pass in [false, true] {
+            for row in &widget.rows {
+                if matches!(row.query, Query::Expression(_)) != pass || has_data(&by_id, &row.id) {
+                    continue;
+                }
+                let answer = match &row.query {
+                    // The emulator matches dimensions only in the order they were
+                    // published; ListMetrics gives that order.
+                    Query::Metric { stat, .. } if is_percentile(stat) => Err(format!(
+                        "no {stat} values (the emulator computes no percentiles)"
+                    )),
+                    Query::Metric {
+                        namespace,
+                        name,
+                        dimensions,
+                        stat,
+                    } => {
+                        let search = Search {
+                            namespace: namespace.clone(),
+                            schema: Some(dimensions.iter().map(|(k, _)| k.clone()).collect()),
+                            metric: Some(name.clone()),
+                            equals: dimensions.clone(),
+                            words: Vec::new(),
+                            stat: stat.clone(),
+                        };
+                        match self.search(&search, row.period, window).await {
+                            Ok(list) if list.iter().any(|(_, p)| !p.is_empty()) => Ok(list
+                                .into_iter()
+                                .map(|(_, points)| (String::new(), points))
+                                .collect()),
+                            _ => Err("no data".to_owned()),
                         }
                     }
+                    Query::Expression(expression) => {
+                        self.local(row, expression, &by_id, window).await
+                    }
+                };
+                match answer {
+                    Ok(list) => {
+                        by_id.insert(row.id.clone(), list);
+                    }
+                    Err(why) => {
+                        unanswered.insert(row.id.clone(), why);
+                    }
                 }
-                (Query::Metric { .. }, None) => vec![(String::new(), Points::new())],
-            };
-            if !row.visible {
-                continue;
             }
+        }
+        let mut series = Vec::new();
+        for row in widget.rows.iter().filter(|r| r.visible) {
+            if let Some(why) = unanswered.get(&row.id)
+                && why != "no data"
+            {
+                let what = match (&row.query, &row.label) {
+                    (Query::Expression(e), _) if !is_search(&row.query) => short_expression(e),
+                    _ => row.default_label(),
+                };
+                notes.push(format!("{what}: {why}"));
+            }
+            let list = by_id
+                .get(&row.id)
+                .cloned()
+                .unwrap_or_else(|| vec![(String::new(), Points::new())]);
             for (label, points) in list {
                 series.push(Series {
                     label: match (&row.label, label.is_empty()) {
-                        (Some(own), true) => own.clone(),
-                        (Some(own), false) if matches!(row.query, Query::Expression(_)) => {
-                            if is_search(&row.query) {
-                                format!("{own} {label}")
-                            } else {
-                                own.clone()
-                            }
-                        }
-                        (Some(own), false) => own.clone(),
+                        (Some(own), false) if is_search(&row.query) => format!("{own} {label}"),
+                        (Some(own), _) => own.clone(),
                         (None, false) => label,
                         (None, true) => row.default_label(),
                     },
@@ -326,9 +361,8 @@ impl Source {
 }
 
 fn query(row: &Row) -> MetricDataQuery {
-    let builder = MetricDataQuery::builder()
-        .id(&row.id)
-        .return_data(row.visible);
+    // Hidden rows are returned too: the emulator evaluates no math, so `math` needs them.
+    let builder = MetricDataQuery::builder().id(&row.id).return_data(true);
     let builder = match &row.query {
         Query::Expression(expression) => builder.expression(expression).period(row.period as i32),
         Query::Metric {
@@ -376,6 +410,10 @@ fn dimensions(metric: &Metric) -> Vec<(String, String)> {
         .collect();
     dims.sort();
     dims
+}
+
+fn is_percentile(stat: &str) -> bool {
+    stat.starts_with(['p', 'P']) && stat[1..].parse::<f64>().is_ok()
 }
 
 fn is_search(query: &Query) -> bool {
