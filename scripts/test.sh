@@ -19,11 +19,14 @@ scripts/services.sh install
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+# Both builds of the agent: the sidecar's (default features) and the one with the
+# dashboard previews (`--features preview`), which the tests run.
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --all-features -- -D warnings
 
 step "cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked --all-features
 
 if [ -x scripts/check-terraform.sh ]; then
   step "terraform checks"

@@ -8,9 +8,10 @@ use std::time::Duration;
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::config::http::HttpResponse;
 use aws_sdk_cloudwatch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_cloudwatch::types::{
-    AlarmType, DimensionFilter, Metric, MetricAlarm, MetricDataQuery, MetricDataResult,
-};
+use aws_sdk_cloudwatch::types::{AlarmType, MetricAlarm};
+#[cfg(feature = "preview")]
+use aws_sdk_cloudwatch::types::{DimensionFilter, Metric, MetricDataQuery, MetricDataResult};
+#[cfg(feature = "preview")]
 use aws_smithy_types::DateTime;
 use tokio::time::Instant;
 
@@ -245,6 +246,7 @@ impl Api {
     }
 
     /// The states of the named alarms (name, state), at most 100 names per call.
+    #[cfg(feature = "preview")]
     pub async fn alarm_states(
         &mut self,
         names: &[String],
@@ -274,6 +276,7 @@ impl Api {
     }
 
     /// GetMetricData from `start` to `end` (Unix seconds), every page.
+    #[cfg(feature = "preview")]
     pub async fn metric_data(
         &mut self,
         queries: Vec<MetricDataQuery>,
@@ -305,6 +308,7 @@ impl Api {
     }
 
     /// ListMetrics of `namespace` (and `name`, with dimension filters), up to `limit`.
+    #[cfg(feature = "preview")]
     pub async fn list_metrics(
         &mut self,
         namespace: &str,

@@ -7,6 +7,8 @@ mod emulator;
 mod fake_cwl;
 mod faults;
 mod hostile;
+#[cfg(feature = "preview")]
+mod preview;
 mod provision;
 mod sentry;
 mod support;

@@ -17,7 +17,7 @@ mod svg;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -27,47 +27,7 @@ use self::model::Widget;
 use self::png::Rasterizer;
 pub use self::render::{COLUMN, GAP, HEADER, MARGIN, ROW, WIDTH, border_color, widget_box};
 use self::svg::{Svg, escape};
-use super::{Definitions, Inputs, Target};
-
-/// The preview's own flags.
-#[derive(Debug, Clone, clap::Args)]
-pub struct PreviewArgs {
-    /// Directory the pages and PNGs are written to (created if missing).
-    #[arg(long, value_name = "DIR", default_value = "target/dashboard-preview")]
-    pub out: PathBuf,
-    /// How far back the drawn data goes: 30m, 3h, 2d (seconds without a unit).
-    #[arg(long, value_name = "DURATION", default_value = "3h", value_parser = parse_since)]
-    pub since: u64,
-    /// Draw from the files alone (layout, titles, legends; no AWS call): byte-stable output.
-    #[arg(long)]
-    pub offline: bool,
-    /// Only this dashboard (its file name without .json; repeatable).
-    #[arg(long = "only", value_name = "NAME")]
-    pub only: Vec<String>,
-}
-
-/// `30m`, `3h`, `2d`, `90s` or `600` → seconds.
-fn parse_since(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (digits, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?}: a number and a unit: 30m, 3h, 2d"))?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "m" => value * 60,
-        "h" => value * 3600,
-        "d" => value * 86_400,
-        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
-    };
-    if !(60..=15 * 86_400).contains(&seconds) {
-        return Err(format!("{text:?}: between 1m and 15d"));
-    }
-    Ok(seconds)
-}
+use super::{Definitions, Inputs, PreviewArgs, Target};
 
 /// One written page.
 #[derive(Debug)]

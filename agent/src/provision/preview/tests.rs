@@ -17,6 +17,7 @@ fn inputs() -> Inputs {
 
 #[test]
 fn parse_since_reads_units() {
+    use crate::provision::parse_since;
     assert_eq!(parse_since("3h"), Ok(3 * 3600));
     assert_eq!(parse_since("90m"), Ok(5400));
     assert_eq!(parse_since("600"), Ok(600));
