@@ -226,8 +226,10 @@ for a in cw.describe_alarms(AlarmNamePrefix="app-dev-agent-")["MetricAlarms"]:
 PY
 
 say "dashboard previews (agent provision preview, drawn from the data just published)"
-# --since 15m: the demo's few minutes of metrics fill the charts' width.
-target/debug/agent provision preview "${PROVISION[@]}" --since 15m --out "$ROOT/target/dashboard-preview" | tail -1
+# --since 5m: the demo's minute or two of metrics spread over the charts' width.
+target/debug/agent provision preview "${PROVISION[@]}" --since 5m --out "$ROOT/target/dashboard-preview" \
+  >"$WORK/preview.txt" 2>&1 || { cat "$WORK/preview.txt"; exit 1; }
+grep '^wrote' "$WORK/preview.txt"
 echo "open file://$ROOT/target/dashboard-preview/index.html (one HTML page and one PNG per dashboard)"
 
 say "Sentry events (read back from the fake Sentry)"

@@ -21,6 +21,9 @@ use crate::sinks::retry::{Backoff, Failure, classify};
 
 /// Attempts per call before giving up.
 const MAX_ATTEMPTS: u32 = 8;
+/// Attempts per read of a preview.
+#[cfg(feature = "preview")]
+pub(super) const PREVIEW_ATTEMPTS: u32 = 2;
 /// One call's deadline.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Spacing of reads (GetDashboard, ListDashboards, DescribeAlarms, GetMetricData,
@@ -65,6 +68,8 @@ impl ProvisionError {
 pub(super) struct Pacer {
     interval: Duration,
     next: Option<Instant>,
+    /// Attempts per call before giving up.
+    attempts: u32,
 }
 
 impl Pacer {
@@ -72,7 +77,16 @@ impl Pacer {
         Self {
             interval,
             next: None,
+            attempts: MAX_ATTEMPTS,
         }
+    }
+
+    /// The same pace with fewer attempts: a preview's reads draw a picture, and a call the
+    /// data source cannot answer (the emulator fails percentiles with a 500) should not hold
+    /// it up for a minute of backoff.
+    #[cfg(feature = "preview")]
+    pub(super) fn attempts(self, attempts: u32) -> Self {
+        Self { attempts, ..self }
     }
 
     async fn wait(&mut self) {
@@ -129,7 +143,7 @@ where
             ),
         };
         match failure {
-            Failure::Retry(reason) if attempt < MAX_ATTEMPTS => {
+            Failure::Retry(reason) if attempt < pacer.attempts => {
                 if reason == RetryReason::Throttled {
                     pacer.slow_down();
                 }
@@ -162,6 +176,15 @@ impl Api {
         Self::from_client(Client::new(
             &crate::sinks::sdk_config(region, endpoint).await,
         ))
+    }
+
+    /// Around an existing client, for a preview: reads retried twice at most.
+    #[cfg(feature = "preview")]
+    pub(super) fn for_preview(client: Client) -> Self {
+        Self {
+            reads: Pacer::new(READ_INTERVAL).attempts(PREVIEW_ATTEMPTS),
+            ..Self::from_client(client)
+        }
     }
 
     /// Around an existing client.

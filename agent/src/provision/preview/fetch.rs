@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricDataResult, MetricStat};
 use serde_json::Value;
 
-use super::super::api::{Pacer, READ_INTERVAL, call};
+use super::super::api::{PREVIEW_ATTEMPTS, Pacer, READ_INTERVAL, call};
 use super::super::{Api, ProvisionError};
 use super::data::{AlarmState, DashboardData, Fetched, LogLines, Series, Window};
 use super::math::{self, Points};
@@ -36,9 +36,9 @@ impl Source {
     pub(crate) async fn new(region: Option<&str>, endpoint: Option<&str>) -> Self {
         let config = crate::sinks::sdk_config(region, endpoint).await;
         Self {
-            api: Api::from_client(aws_sdk_cloudwatch::Client::new(&config)),
+            api: Api::for_preview(aws_sdk_cloudwatch::Client::new(&config)),
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
-            log_reads: Pacer::new(READ_INTERVAL),
+            log_reads: Pacer::new(READ_INTERVAL).attempts(PREVIEW_ATTEMPTS),
         }
     }
 
@@ -89,13 +89,35 @@ impl Source {
         let mut notes = Vec::new();
         let results = match self
             .api
-            .metric_data(queries, window.start, window.end)
+            .metric_data(queries.clone(), window.start, window.end)
             .await
         {
             Ok(results) => results,
+            // The emulator fails a whole request that asks for a percentile of data it has
+            // (a 500, or a body the SDK cannot read): ask again without them, and those rows
+            // say why they are empty.
             Err(error) => {
-                notes.push(format!("GetMetricData: {}", short(&error)));
-                Vec::new()
+                let kept: Vec<MetricDataQuery> = queries
+                    .into_iter()
+                    .zip(&widget.rows)
+                    .filter(|(_, row)| !percentile_row(row))
+                    .map(|(query, _)| query)
+                    .collect();
+                let retried = if kept.len() < widget.rows.len() && !kept.is_empty() {
+                    self.api.metric_data(kept, window.start, window.end).await
+                } else {
+                    Err(error)
+                };
+                match retried {
+                    Ok(results) => results,
+                    Err(error) => {
+                        // Rows asking for percentiles say why they are empty themselves.
+                        if !widget.rows.iter().all(percentile_row) {
+                            notes.push(short(&error));
+                        }
+                        Vec::new()
+                    }
+                }
             }
         };
         // Every query's series by id (hidden ones too: math refers to them).
@@ -240,7 +262,7 @@ impl Source {
             .await
             .map_err(|e| format!("ListMetrics: {}", short(&e)))?;
         let mut metrics: Vec<Metric> = found.into_iter().filter(|m| search.matches(m)).collect();
-        metrics.sort_by_key(|m| dimensions(m));
+        metrics.sort_by_key(dimensions);
         metrics.dedup_by_key(|m| (m.metric_name().map(str::to_owned), dimensions(m)));
         metrics.truncate(MAX_SEARCH_RESULTS);
         if metrics.is_empty() {
@@ -410,6 +432,10 @@ fn dimensions(metric: &Metric) -> Vec<(String, String)> {
         .collect();
     dims.sort();
     dims
+}
+
+fn percentile_row(row: &Row) -> bool {
+    matches!(&row.query, Query::Metric { stat, .. } if is_percentile(stat))
 }
 
 fn is_percentile(stat: &str) -> bool {

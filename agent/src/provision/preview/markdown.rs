@@ -204,14 +204,12 @@ fn font(style: Style, size: f64, bold: bool, link: bool) -> Font {
     font
 }
 
+/// One laid-out line: (text, font, link) runs.
+type Line = Vec<(String, Font, Option<String>)>;
+
 /// Greedy word wrap of styled runs into lines of at most `width` pixels.
-fn wrap_runs(
-    runs: &[Run],
-    size: f64,
-    bold: bool,
-    width: f64,
-) -> Vec<Vec<(String, Font, Option<String>)>> {
-    let mut lines = vec![Vec::new()];
+fn wrap_runs(runs: &[Run], size: f64, bold: bool, width: f64) -> Vec<Line> {
+    let mut lines: Vec<Line> = vec![Vec::new()];
     let mut used = 0.0;
     for run in runs {
         let font = font(run.style, size, bold, run.link.is_some());
@@ -222,7 +220,7 @@ fn wrap_runs(
                 lines.push(Vec::new());
                 used = 0.0;
             }
-            let line: &mut Vec<(String, Font, Option<String>)> = lines.last_mut().expect("a line");
+            let line: &mut Line = lines.last_mut().expect("a line");
             match line.last_mut() {
                 Some((text, f, link))
                     if f.bold == font.bold && f.mono == font.mono && *link == run.link =>

@@ -113,12 +113,18 @@ fn dashboard_svg(name: &str, subtitle: &str, widgets: &[Widget], data: &Dashboar
 
 fn window_text(window: Option<Window>, region: &str) -> String {
     match window {
-        Some(window) => format!(
-            "{region} · {}h{:02} to {} UTC",
-            (window.end - window.start) / 3600,
-            (window.end - window.start) % 3600 / 60,
-            render_clock(window.end)
-        ),
+        Some(window) => {
+            let span = window.end - window.start;
+            let span = if span % 3600 == 0 {
+                format!("{}h", span / 3600)
+            } else {
+                format!("{}m", span / 60)
+            };
+            format!(
+                "{region} · the last {span} to {} UTC",
+                render_clock(window.end)
+            )
+        }
         None => String::new(),
     }
 }

@@ -27,6 +27,8 @@ const MUTED: &str = "#5f6b7a";
 const GRID_LINE: &str = "#e9ebed";
 const AXIS: &str = "#8d99a8";
 const WARN: &str = "#d13212";
+/// Series with at most this many points get a dot on each.
+const MAX_MARKED_POINTS: usize = 12;
 /// CloudWatch's series colours, in order.
 const PALETTE: [&str; 10] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -155,17 +157,16 @@ pub(crate) fn format_value(value: f64) -> String {
     } else {
         (value, "")
     };
-    let text = if suffix.is_empty() {
+    if suffix.is_empty() {
         num(scaled)
     } else {
         format!("{}{suffix}", num((scaled * 10.0).round() / 10.0))
-    };
-    text
+    }
 }
 
 /// A tick step of 1, 2 or 5 × 10^k near `raw`.
 fn nice_step(raw: f64) -> f64 {
-    if !(raw > 0.0) || !raw.is_finite() {
+    if raw.is_nan() || raw <= 0.0 || !raw.is_finite() {
         return 1.0;
     }
     let power = 10f64.powf(raw.log10().floor());
@@ -546,6 +547,7 @@ fn time_series(
                 );
                 svg.polygon(&shape, &color, 0.45);
                 svg.polyline(&top, &color, 1.5);
+                markers(svg, &top, &color);
             }
         }
     } else {
@@ -557,11 +559,10 @@ fn time_series(
                 .iter()
                 .map(|(t, v)| (x_of(*t), scale.y(*v, plot.y, plot.h)))
                 .collect();
-            match points.as_slice() {
-                [] => {}
-                [only] => svg.circle(*only, 2.5, &color),
-                _ => svg.polyline(&points, &color, 1.5),
+            if points.len() > 1 {
+                svg.polyline(&points, &color, 1.5);
             }
+            markers(svg, &points, &color);
         }
     }
     for annotation in &metric.annotations {
@@ -590,6 +591,16 @@ fn time_series(
             },
             notes,
         );
+    }
+}
+
+/// Dots on the points of a sparse series (a few minutes of data in a wide window would
+/// otherwise be a dot-sized line, or nothing when stacked).
+fn markers(svg: &mut Svg, points: &[(f64, f64)], color: &str) {
+    if points.len() <= MAX_MARKED_POINTS {
+        for point in points {
+            svg.circle(*point, 3.0, color);
+        }
     }
 }
 
