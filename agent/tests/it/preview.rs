@@ -1,7 +1,8 @@
 //! `agent provision preview`: the repository's dashboards drawn offline (byte-stable PNGs
 //! with every widget's box where the grid puts it), drawn online from metrics and logs
 //! published to the AWS emulator (charts where there is data, none where there is none),
-//! and the HTML page as headless Chromium shows it (the same boxes, the same charts).
+//! `plan --preview` drawing an edited dashboard next to the applied one, and the HTML page as
+//! headless Chromium shows it (the same boxes, the same charts).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -447,6 +448,53 @@ fn previews_draw_published_data_and_chromium_shows_the_same_page() {
         "info lines are filtered out"
     );
     assert!(api_html.contains("approximation, not Logs Insights"));
+
+    // plan --preview: one edited dashboard, drawn current and new side by side.
+    let edited = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo_root().join("dashboards")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), edited.path().join(entry.file_name())).unwrap();
+    }
+    let text = std::fs::read_to_string(&sidecar).unwrap();
+    std::fs::write(
+        edited.path().join("sidecar.json"),
+        text.replace("Log events in / out (per minute)", "Log events (edited)"),
+    )
+    .unwrap();
+    let plan_dir = tempfile::tempdir().unwrap();
+    let output = agent_command()
+        .current_dir(repo_root())
+        .args(["provision", "plan", "--env", "dev"])
+        .args(VARS)
+        .args(["--endpoint", &moto.endpoint, "--dashboards"])
+        .arg(edited.path())
+        .arg("--preview")
+        .arg(plan_dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("1 to update"), "{stdout}");
+    let pair = Image::read(&plan_dir.path().join("sidecar.png"));
+    assert_eq!(
+        pair.width,
+        (2.0 * WIDTH + 8.0) as u32,
+        "two dashboards side by side"
+    );
+    let pair_html = std::fs::read_to_string(plan_dir.path().join("sidecar.html")).unwrap();
+    assert!(
+        pair_html.contains("Log events in / out (per minute)"),
+        "the current title"
+    );
+    assert!(pair_html.contains("Log events (edited)"), "the new title");
+    assert!(
+        !plan_dir.path().join("api-overview.png").exists(),
+        "only changed dashboards"
+    );
 
     let Some(chromium) = chromium() else {
         eprintln!(
