@@ -169,6 +169,10 @@ fn assert_boxes(image: &Image, file: &Path, slack: u32, what: &str) {
 }
 
 #[test]
+#[allow(
+    clippy::print_stderr,
+    reason = "the render time the issue asks to report"
+)]
 fn offline_previews_are_byte_stable_pngs_with_every_widget_in_its_box() {
     let first = tempfile::tempdir().unwrap();
     let second = tempfile::tempdir().unwrap();
@@ -386,6 +390,10 @@ fn screenshot(chromium: &Path, html: &Path, width: u32, height: u32) -> Image {
 }
 
 #[test]
+#[allow(
+    clippy::print_stderr,
+    reason = "the render time, and the message when Chromium is not there"
+)]
 fn previews_draw_published_data_and_chromium_shows_the_same_page() {
     let moto = Moto::start();
     let runtime = tokio::runtime::Runtime::new().unwrap();

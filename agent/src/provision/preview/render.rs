@@ -27,6 +27,9 @@ const MUTED: &str = "#5f6b7a";
 const GRID_LINE: &str = "#e9ebed";
 const AXIS: &str = "#8d99a8";
 const WARN: &str = "#d13212";
+/// A stacked series: (time, base, top) per point.
+type Band = Vec<(i64, f64, f64)>;
+
 /// Series with at most this many points get a dot on each.
 const MAX_MARKED_POINTS: usize = 12;
 /// CloudWatch's series colours, in order.
@@ -400,7 +403,7 @@ fn time_series(
         return;
     }
     // Stacking sums the series of one side at each timestamp.
-    let stacked = |right: bool| -> Vec<(usize, Vec<(i64, f64, f64)>)> {
+    let stacked = |right: bool| -> Vec<(usize, Band)> {
         let mut totals: std::collections::BTreeMap<i64, f64> = Default::default();
         series
             .iter()
