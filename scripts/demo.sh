@@ -3,7 +3,8 @@
 #
 #   services (PostgreSQL, Redis, the AWS emulator, a fake Sentry) → secret in Secrets Manager
 #   → migrations → the API (configured from the secret) → traffic, including a Redis outage
-#   → summary (logs, metrics, Sentry events) → dashboards and alarms (agent provision apply).
+#   → summary (logs, metrics, Sentry events) → dashboards and alarms (agent provision apply)
+#   → dashboard previews (agent provision preview).
 #
 # Everything runs on free loopback ports and is stopped on exit. Nothing talks to real AWS.
 set -euo pipefail
@@ -17,7 +18,8 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "installing what is missing, building"
 scripts/services.sh install
-cargo build --locked --bins --quiet
+# --features agent/preview: the dashboard previews at the end (the sidecar image leaves them out).
+cargo build --locked --bins --quiet --features agent/preview
 
 WORK=$(mktemp -d -t stack-XXXXXX)
 API_PID=""
@@ -222,6 +224,13 @@ for a in cw.describe_alarms(AlarmNamePrefix="app-dev-agent-")["MetricAlarms"]:
     metric = a.get("MetricName") or "+".join(q["MetricStat"]["Metric"]["MetricName"] for q in a.get("Metrics", []) if "MetricStat" in q)
     print(f"  alarm     {a['AlarmName']:<36} {a['StateValue']:<17} {a.get('Namespace') or 'metric math'}: {metric}")
 PY
+
+say "dashboard previews (agent provision preview, drawn from the data just published)"
+# --since 5m: the demo's minute or two of metrics spread over the charts' width.
+target/debug/agent provision preview "${PROVISION[@]}" --since 5m --out "$ROOT/target/dashboard-preview" \
+  >"$WORK/preview.txt" 2>&1 || { cat "$WORK/preview.txt"; exit 1; }
+grep '^wrote' "$WORK/preview.txt"
+echo "open file://$ROOT/target/dashboard-preview/index.html (one HTML page and one PNG per dashboard)"
 
 say "Sentry events (read back from the fake Sentry)"
 "$ROOT/.venv/bin/python" - <<PY

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Throwaway local services for development and tests, on free loopback ports.
 #
-#   scripts/services.sh install                    install what is missing (redis-server, .venv with moto,
-#                                                  cargo-deny, cargo-cyclonedx)
+#   scripts/services.sh install                    install what is missing (redis-server, chromium and
+#                                                  fonts-dejavu-core for the dashboard previews, .venv
+#                                                  with moto, cargo-deny, cargo-cyclonedx)
 #   scripts/services.sh start DIR [SERVICE...]     start services (default: postgres redis moto) under DIR
 #   scripts/services.sh stop  DIR [SERVICE...]     stop exactly what DIR started
 #
@@ -59,6 +60,20 @@ install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq redis-server >/dev/null
     # The package starts a system-wide server on 6379; we never use it.
     $sudo systemctl disable --now redis-server >/dev/null 2>&1 || $sudo service redis-server stop >/dev/null 2>&1 || true
+  fi
+  # Dashboard previews: resvg draws their text with DejaVu (fonts-dejavu-core); a test
+  # screenshots their HTML in headless Chromium. A machine where apt cannot install them
+  # still runs everything else (that test then says it skipped Chromium).
+  local preview_packages=()
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || preview_packages+=(fonts-dejavu-core)
+  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || preview_packages+=(chromium)
+  if [ ${#preview_packages[@]} -gt 0 ]; then
+    log "installing ${preview_packages[*]} with apt"
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    { $sudo apt-get update -qq >/dev/null &&
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+        --no-install-recommends "${preview_packages[@]}" >/dev/null; } ||
+      log "could not install ${preview_packages[*]}: previews lose their text or the Chromium check"
   fi
   if [ ! -x "$VENV/bin/moto_server" ] || ! cmp -s "$ROOT/scripts/requirements-dev.txt" "$VENV/.requirements"; then
     log "installing Python tools into $VENV"

@@ -25,14 +25,17 @@ cargo fmt --all -- --check
 step "module layering: no import cycle among agent/src's top-level modules"
 scripts/check-module-cycles.py agent/src
 
+# Both builds of the agent: the sidecar's (default features) and the one with the
+# dashboard previews (`--features preview`), which the tests run.
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --all-features -- -D warnings
 
 step "cargo deny check licenses bans sources (deny.toml; advisories need the network: CI only)"
 cargo deny --log-level error check --hide-inclusion-graph licenses bans sources
 
 step "cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked --all-features
 
 step "release SBOM (scripts/release.sh sbom-check: CycloneDX from the lock file, checked; no build)"
 scripts/release.sh sbom-check

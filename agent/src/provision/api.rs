@@ -9,6 +9,10 @@ use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::config::http::HttpResponse;
 use aws_sdk_cloudwatch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatch::types::{AlarmType, MetricAlarm};
+#[cfg(feature = "preview")]
+use aws_sdk_cloudwatch::types::{DimensionFilter, Metric, MetricDataQuery, MetricDataResult};
+#[cfg(feature = "preview")]
+use aws_smithy_types::DateTime;
 use tokio::time::Instant;
 
 use super::AlarmSpec;
@@ -17,10 +21,14 @@ use crate::sinks::retry::{Backoff, Failure, classify};
 
 /// Attempts per call before giving up.
 const MAX_ATTEMPTS: u32 = 8;
+/// Attempts per read of a preview.
+#[cfg(feature = "preview")]
+pub(super) const PREVIEW_ATTEMPTS: u32 = 2;
 /// One call's deadline.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Spacing of reads (GetDashboard, ListDashboards, DescribeAlarms).
-const READ_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Spacing of reads (GetDashboard, ListDashboards, DescribeAlarms, GetMetricData,
+/// ListMetrics).
+pub(super) const READ_INTERVAL: Duration = Duration::from_millis(100);
 /// PutDashboard and DeleteDashboards: about 10 per second.
 const DASHBOARD_INTERVAL: Duration = Duration::from_millis(100);
 /// PutMetricAlarm and DeleteAlarms: about 3 per second.
@@ -57,17 +65,28 @@ impl ProvisionError {
 
 /// Keeps calls of one kind at least `interval` apart.
 #[derive(Debug)]
-struct Pacer {
+pub(super) struct Pacer {
     interval: Duration,
     next: Option<Instant>,
+    /// Attempts per call before giving up.
+    attempts: u32,
 }
 
 impl Pacer {
-    fn new(interval: Duration) -> Self {
+    pub(super) fn new(interval: Duration) -> Self {
         Self {
             interval,
             next: None,
+            attempts: MAX_ATTEMPTS,
         }
+    }
+
+    /// The same pace with fewer attempts: a preview's reads draw a picture, and a call the
+    /// data source cannot answer (the emulator fails percentiles with a 500) should not hold
+    /// it up for a minute of backoff.
+    #[cfg(feature = "preview")]
+    pub(super) fn attempts(self, attempts: u32) -> Self {
+        Self { attempts, ..self }
     }
 
     async fn wait(&mut self) {
@@ -92,7 +111,7 @@ pub struct Api {
 }
 
 /// Runs `call` until it succeeds or fails for good.
-async fn call<T, E, Fut>(
+pub(super) async fn call<T, E, Fut>(
     pacer: &mut Pacer,
     operation: &'static str,
     target: &str,
@@ -125,7 +144,7 @@ where
         };
         match failure {
             // Refused credentials are the operator's to fix: say so at once.
-            Failure::Retry(reason) if attempt < MAX_ATTEMPTS && reason != RetryReason::Auth => {
+            Failure::Retry(reason) if attempt < pacer.attempts && reason != RetryReason::Auth => {
                 if reason == RetryReason::Throttled {
                     pacer.slow_down();
                 }
@@ -158,6 +177,15 @@ impl Api {
         Self::from_client(Client::new(
             &crate::sinks::sdk_config(region, endpoint, CALL_TIMEOUT).await,
         ))
+    }
+
+    /// Around an existing client, for a preview: reads retried twice at most.
+    #[cfg(feature = "preview")]
+    pub(super) fn for_preview(client: Client) -> Self {
+        Self {
+            reads: Pacer::new(READ_INTERVAL).attempts(PREVIEW_ATTEMPTS),
+            ..Self::from_client(client)
+        }
     }
 
     /// Around an existing client.
@@ -237,6 +265,112 @@ impl Api {
                     token = Some(next.to_owned());
                 }
                 _ => return Ok(alarms),
+            }
+        }
+    }
+
+    /// The states of the named alarms (name, state), at most 100 names per call.
+    #[cfg(feature = "preview")]
+    pub async fn alarm_states(
+        &mut self,
+        names: &[String],
+    ) -> Result<Vec<(String, String)>, ProvisionError> {
+        let mut states = Vec::new();
+        for chunk in names.chunks(MAX_NAMES_PER_DELETE) {
+            let client = &self.client;
+            let page = call(&mut self.reads, "DescribeAlarms", &chunk.join(","), || {
+                client
+                    .describe_alarms()
+                    .set_alarm_names(Some(chunk.to_vec()))
+                    .send()
+            })
+            .await?;
+            for alarm in page.metric_alarms() {
+                if let (Some(name), Some(state)) = (alarm.alarm_name(), alarm.state_value()) {
+                    states.push((name.to_owned(), state.as_str().to_owned()));
+                }
+            }
+            for alarm in page.composite_alarms() {
+                if let (Some(name), Some(state)) = (alarm.alarm_name(), alarm.state_value()) {
+                    states.push((name.to_owned(), state.as_str().to_owned()));
+                }
+            }
+        }
+        Ok(states)
+    }
+
+    /// GetMetricData from `start` to `end` (Unix seconds), every page.
+    #[cfg(feature = "preview")]
+    pub async fn metric_data(
+        &mut self,
+        queries: Vec<MetricDataQuery>,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<MetricDataResult>, ProvisionError> {
+        let mut results = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let client = &self.client;
+            let page = call(&mut self.reads, "GetMetricData", "widget", || {
+                client
+                    .get_metric_data()
+                    .set_metric_data_queries(Some(queries.clone()))
+                    .start_time(DateTime::from_secs(start))
+                    .end_time(DateTime::from_secs(end))
+                    .set_next_token(token.clone())
+                    .send()
+            })
+            .await?;
+            results.extend(page.metric_data_results().iter().cloned());
+            match page.next_token() {
+                Some(next) if !next.is_empty() && token.as_deref() != Some(next) => {
+                    token = Some(next.to_owned());
+                }
+                _ => return Ok(results),
+            }
+        }
+    }
+
+    /// ListMetrics of `namespace` (and `name`, with dimension filters), up to `limit`.
+    #[cfg(feature = "preview")]
+    pub async fn list_metrics(
+        &mut self,
+        namespace: &str,
+        name: Option<&str>,
+        filters: &[(String, String)],
+        limit: usize,
+    ) -> Result<Vec<Metric>, ProvisionError> {
+        let mut metrics = Vec::new();
+        let mut token: Option<String> = None;
+        let filters: Vec<DimensionFilter> = filters
+            .iter()
+            .map(|(key, value)| DimensionFilter::builder().name(key).value(value).build())
+            .collect();
+        loop {
+            let client = &self.client;
+            let page = call(&mut self.reads, "ListMetrics", namespace, || {
+                client
+                    .list_metrics()
+                    .namespace(namespace)
+                    .set_metric_name(name.map(str::to_owned))
+                    .set_dimensions((!filters.is_empty()).then(|| filters.clone()))
+                    .set_next_token(token.clone())
+                    .send()
+            })
+            .await?;
+            metrics.extend(page.metrics().iter().cloned());
+            match page.next_token() {
+                Some(next)
+                    if !next.is_empty()
+                        && token.as_deref() != Some(next)
+                        && metrics.len() < limit =>
+                {
+                    token = Some(next.to_owned());
+                }
+                _ => {
+                    metrics.truncate(limit);
+                    return Ok(metrics);
+                }
             }
         }
     }

@@ -106,9 +106,10 @@ async fn steady_stream_then_sigterm(target: Target, fault: Fault) {
     let delivered = seen.iter().filter(|c| **c > 0).count() as u64;
     let duplicates: u64 = seen.iter().map(|c| u64::from(c.saturating_sub(1))).sum();
     let undelivered = undelivered(&logs);
-    assert_eq!(
-        delivered + undelivered,
-        LINES as u64,
+    // A call the endpoint stored but whose answer never came in time counts as undelivered
+    // too (the agent cannot know): so at least every line, never fewer.
+    assert!(
+        delivered + undelivered >= LINES as u64 && undelivered <= LINES as u64,
         "{target:?} {fault:?}: every accepted line is delivered or counted ({delivered} + {undelivered})\n{logs}"
     );
     assert!(

@@ -10,6 +10,8 @@ mod fault_matrix;
 mod fault_proxy;
 mod faults;
 mod hostile;
+#[cfg(feature = "preview")]
+mod preview;
 mod provision;
 mod redaction;
 mod sentry;

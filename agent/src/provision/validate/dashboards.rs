@@ -267,7 +267,10 @@ fn metric_widget(check: &mut Checker<'_>, path: &str, properties: &Map<String, V
 
 /// Expands the `"."` (same as the row before at this position) and `"..."` (the row
 /// before, with the items that follow replacing its last ones) shorthands.
-fn resolve_row(previous: Option<&[String]>, row: &[&str]) -> Option<Vec<String>> {
+pub(in crate::provision) fn resolve_row(
+    previous: Option<&[String]>,
+    row: &[&str],
+) -> Option<Vec<String>> {
     if row.first() == Some(&"...") {
         let previous = previous?;
         let rest = &row[1..];

@@ -11,6 +11,8 @@ mod dashboards;
 use serde_json::{Map, Value};
 
 pub(super) use self::alarms::alarm;
+#[cfg(feature = "preview")]
+pub(super) use self::dashboards::resolve_row;
 pub(super) use self::dashboards::{dashboard, dashboard_name};
 use super::{Location, Problem};
 use crate::sinks::cloudwatch_metrics::request_builder::names;
