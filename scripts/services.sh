@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Throwaway local services for development and tests, on free loopback ports.
 #
-#   scripts/services.sh install                    install what is missing (redis-server, .venv with moto)
+#   scripts/services.sh install                    install what is missing (redis-server, promtool, .venv with moto)
 #   scripts/services.sh start DIR [SERVICE...]     start services (default: postgres redis moto) under DIR
 #   scripts/services.sh stop  DIR [SERVICE...]     stop exactly what DIR started
 #
@@ -55,6 +55,15 @@ install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq redis-server >/dev/null
     # The package starts a system-wide server on 6379; we never use it.
     $sudo systemctl disable --now redis-server >/dev/null 2>&1 || $sudo service redis-server stop >/dev/null 2>&1 || true
+  fi
+  if ! command -v promtool >/dev/null 2>&1; then
+    # promtool (Debian's prometheus package) checks the agent's live /metrics in the tests.
+    log "installing promtool (prometheus) with apt"
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends prometheus >/dev/null
+    # The package starts a Prometheus server on 9090; we only want promtool.
+    $sudo systemctl disable --now prometheus >/dev/null 2>&1 || $sudo service prometheus stop >/dev/null 2>&1 || true
   fi
   if [ ! -x "$VENV/bin/moto_server" ] || ! cmp -s "$ROOT/scripts/requirements-dev.txt" "$VENV/.requirements"; then
     log "installing Python tools into $VENV"
