@@ -3,7 +3,7 @@
 #
 #   scripts/services.sh install                    install what is missing (redis-server, chromium and
 #                                                  fonts-dejavu-core for the dashboard previews, .venv
-#                                                  with moto, cargo-deny, cargo-cyclonedx)
+#                                                  with moto, cargo-deny, cargo-cyclonedx, promtool)
 #   scripts/services.sh start DIR [SERVICE...]     start services (default: postgres redis moto) under DIR
 #   scripts/services.sh stop  DIR [SERVICE...]     stop exactly what DIR started
 #
@@ -74,6 +74,14 @@ install() {
       DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
         --no-install-recommends "${preview_packages[@]}" >/dev/null; } ||
       log "could not install ${preview_packages[*]}: previews lose their text or the Chromium check"
+  if ! command -v promtool >/dev/null 2>&1; then
+    # promtool (Debian's prometheus package) checks the agent's live /metrics in the tests.
+    log "installing promtool (prometheus) with apt"
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends prometheus >/dev/null
+    # The package starts a Prometheus server on 9090; we only want promtool.
+    $sudo systemctl disable --now prometheus >/dev/null 2>&1 || $sudo service prometheus stop >/dev/null 2>&1 || true
   fi
   if [ ! -x "$VENV/bin/moto_server" ] || ! cmp -s "$ROOT/scripts/requirements-dev.txt" "$VENV/.requirements"; then
     log "installing Python tools into $VENV"

@@ -12,9 +12,14 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::metrics::{Metrics, escape_label, family};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{GaugeVec, IntGauge, IntGaugeVec, Opts};
+
+use crate::metrics::names::{self, labels};
+use crate::metrics::{Metrics, clamp_i64};
 use crate::pipeline::budget::MemoryBudget;
-use crate::request_metrics::Recorder;
+use crate::request_metrics::{Recorder, RecorderCollector};
 use crate::uptime::UptimeState;
 
 /// The admin HTTP server.
@@ -66,8 +71,17 @@ pub struct AdminState {
     pub disk: Option<crate::buffer::Status>,
 }
 
-/// The admin routes.
+/// The admin routes. Registers the disk buffer's and the probes' gauges, and the request
+/// metrics, with the agent's registry (once per `Metrics`: a second router over the same
+/// one logs and shows them once).
 pub fn router(state: AdminState) -> Router {
+    if let Err(error) = state
+        .metrics
+        .registry()
+        .register(Box::new(AdminCollector::new(&state)))
+    {
+        tracing::warn!(%error, "admin metrics already registered");
+    }
     Router::new()
         .route("/health", get(|| async { (StatusCode::OK, "ok\n") }))
         .route("/ready", get(ready))
@@ -102,66 +116,106 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     )
 }
 
-/// Everything `/metrics` shows: the agent's counters, the disk buffer's gauges, request
-/// metrics and the latest health probes.
+/// Everything `/metrics` shows: the agent's registry (its counters, and what
+/// [`router`] registered: the disk buffer's gauges, request metrics, the latest probes).
 pub fn render(state: &AdminState) -> String {
-    use std::fmt::Write as _;
-    let mut out = state.metrics.render(state.budget.usage());
-    if let Some(disk) = &state.disk {
-        for (name, help, value) in [
-            (
-                "agent_disk_buffer_bytes",
-                "Bytes of undelivered events in the disk buffer.",
-                disk.bytes(),
-            ),
-            (
-                "agent_disk_buffer_limit_bytes",
-                "The disk buffer's size cap.",
-                disk.limit(),
-            ),
-            (
-                "agent_disk_buffer_blocked",
-                "1 while inputs wait on the disk buffer (cap reached or writes failing).",
-                u64::from(disk.blocked()),
-            ),
-        ] {
-            family(&mut out, name, "gauge", help);
-            let _ = writeln!(out, "{name} {value}");
+    state.metrics.render(state.budget.usage())
+}
+
+/// The gauges read from other components at scrape time.
+#[derive(Debug)]
+struct AdminCollector {
+    /// The disk buffer and its bytes, limit and blocked gauges.
+    disk: Option<(crate::buffer::Status, [IntGauge; 3])>,
+    uptime: UptimeState,
+    up: IntGaugeVec,
+    latency: GaugeVec,
+    requests: Option<RecorderCollector>,
+}
+
+impl AdminCollector {
+    fn new(state: &AdminState) -> Self {
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric name");
+        Self {
+            disk: state.disk.clone().map(|status| {
+                (
+                    status,
+                    [
+                        gauge(
+                            names::DISK_BUFFER_BYTES,
+                            "Bytes of undelivered events in the disk buffer.",
+                        ),
+                        gauge(
+                            names::DISK_BUFFER_LIMIT_BYTES,
+                            "The disk buffer's size cap.",
+                        ),
+                        gauge(
+                            names::DISK_BUFFER_BLOCKED,
+                            "1 while inputs wait on the disk buffer (cap reached or writes failing).",
+                        ),
+                    ],
+                )
+            }),
+            uptime: state.uptime.clone(),
+            up: IntGaugeVec::new(
+                Opts::new(
+                    names::HEALTH_CHECK_UP,
+                    "1 when the endpoint's last probe answered 2xx in time.",
+                ),
+                &[labels::ENDPOINT],
+            )
+            .expect("valid metric name"),
+            latency: GaugeVec::new(
+                Opts::new(
+                    names::HEALTH_CHECK_LATENCY,
+                    "The endpoint's last probe latency.",
+                ),
+                &[labels::ENDPOINT],
+            )
+            .expect("valid metric name"),
+            requests: state.recorder.as_ref().map(Recorder::collector),
         }
     }
-    if let Some(recorder) = &state.recorder {
-        recorder.with(|aggregator| aggregator.render_prometheus(&mut out));
-    }
-    let probes = state.uptime.latest();
-    if !probes.is_empty() {
-        family(
-            &mut out,
-            "agent_health_check_up",
-            "gauge",
-            "1 when the endpoint's last probe answered 2xx in time.",
-        );
-        for (endpoint, result) in &probes {
-            let _ = writeln!(
-                out,
-                "agent_health_check_up{{endpoint=\"{}\"}} {}",
-                escape_label(endpoint),
-                u8::from(result.healthy)
-            );
+}
+
+impl Collector for AdminCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut descs = Vec::new();
+        if let Some((_, gauges)) = &self.disk {
+            descs.extend(gauges.iter().flat_map(Collector::desc));
         }
-        family(
-            &mut out,
-            "agent_health_check_latency_seconds",
-            "gauge",
-            "The endpoint's last probe latency.",
-        );
-        for (endpoint, result) in &probes {
-            let _ = writeln!(
-                out,
-                "agent_health_check_latency_seconds{{endpoint=\"{}\"}} {}",
-                escape_label(endpoint),
-                result.latency_ms / 1000.0
-            );
+        descs.extend(self.up.desc());
+        descs.extend(self.latency.desc());
+        if let Some(requests) = &self.requests {
+            descs.extend(requests.desc());
         }
+        descs
     }
-    out
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut families = Vec::new();
+        if let Some((status, [bytes, limit, blocked])) = &self.disk {
+            bytes.set(clamp_i64(status.bytes()));
+            limit.set(clamp_i64(status.limit()));
+            blocked.set(i64::from(status.blocked()));
+            for gauge in [bytes, limit, blocked] {
+                families.extend(gauge.collect());
+            }
+        }
+        // Probed endpoints are fixed by the configuration: a series once set stays.
+        for (endpoint, result) in self.uptime.latest() {
+            self.up
+                .with_label_values(&[endpoint.as_str()])
+                .set(i64::from(result.healthy));
+            self.latency
+                .with_label_values(&[endpoint.as_str()])
+                .set(result.latency_ms / 1000.0);
+        }
+        families.extend(self.up.collect());
+        families.extend(self.latency.collect());
+        if let Some(requests) = &self.requests {
+            families.extend(requests.collect());
+        }
+        families
+    }
 }

@@ -1,9 +1,17 @@
-//! The agent's own telemetry: counters and gauges in one place, rendered in the Prometheus
-//! text format on the admin `/metrics`. Names come from this file only.
+//! The agent's own telemetry: counters and gauges held in a `prometheus::Registry` and
+//! rendered by its `TextEncoder` on the admin `/metrics`. Every metric name, Prometheus and
+//! CloudWatch alike, comes from [`names`] in this file.
+//!
+//! Label handles are resolved once ([`Metrics::new`]), so counting on the hot path is one
+//! atomic add, as it was before the registry.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use prometheus::core::Collector;
+use prometheus::proto::{Bucket, Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+pub mod names;
 
 /// The memory budget as `/metrics` shows it (`agent_buffer_bytes`, `agent_buffer_limit_bytes`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -186,62 +194,261 @@ pub struct Snapshot {
     pub sentry: [u64; 6],
 }
 
-/// Upper bounds (ms) of the PutLogEvents latency histogram.
-const LATENCY_BUCKETS_MS: [u64; 11] = [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
+/// Upper bounds (seconds) of the PutLogEvents latency histogram.
+const LATENCY_BUCKETS_SECONDS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
-/// All counters. Shared by reference (`Arc<Metrics>`), never global.
-#[derive(Debug, Default)]
+/// All counters, in a registry of their own. Shared by reference (`Arc<Metrics>`), never
+/// global; other components add their collectors to [`registry`](Self::registry).
+#[derive(Debug)]
 pub struct Metrics {
-    received_events: [AtomicU64; 5],
-    received_bytes: [AtomicU64; 5],
-    sent_events: AtomicU64,
-    sent_bytes: AtomicU64,
-    dropped: [AtomicU64; 5],
-    retries: [AtomicU64; 6],
-    requests_ok: AtomicU64,
-    requests_failed: AtomicU64,
-    truncated: AtomicU64,
-    invalid_utf8: AtomicU64,
-    redacted: AtomicU64,
-    input_errors: std::sync::Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
-    metric_datums_sent: AtomicU64,
-    metric_datums_dropped: AtomicU64,
-    metric_values_clamped: AtomicU64,
-    sentry: [AtomicU64; 6],
-    disk_replayed: AtomicU64,
-    disk_corrupt: AtomicU64,
-    disk_write_errors: AtomicU64,
-    latency_buckets: [AtomicU64; 11],
-    latency_count: AtomicU64,
-    latency_sum_us: AtomicU64,
+    registry: Registry,
+    received_events: [IntCounter; 5],
+    received_bytes: [IntCounter; 5],
+    sent_events: IntCounter,
+    sent_bytes: IntCounter,
+    dropped: [IntCounter; 5],
+    retries: [IntCounter; 6],
+    requests_ok: IntCounter,
+    requests_failed: IntCounter,
+    latency: Histogram,
+    truncated: IntCounter,
+    invalid_utf8: IntCounter,
+    redacted: IntCounter,
+    /// Rare (a rejected frame or connection): the label lookup per call is acceptable.
+    input_errors: IntCounterVec,
+    metric_datums_sent: IntCounter,
+    metric_datums_dropped: IntCounter,
+    metric_values_clamped: IntCounter,
+    sentry: [IntCounter; 6],
+    disk_replayed: IntCounter,
+    disk_corrupt: IntCounter,
+    disk_write_errors: IntCounter,
+    buffer_bytes: IntGauge,
+    buffer_limit: IntGauge,
+    resident_memory: Option<IntGauge>,
 }
 
-fn index<T: PartialEq>(all: &[T], item: &T) -> usize {
-    all.iter().position(|x| x == item).unwrap_or(0)
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Registers `collector` (its name comes from [`names`]: a failure is a programming error
+/// that every test constructing `Metrics` would show).
+fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("metric names are unique and valid");
+    collector
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    register(
+        registry,
+        IntCounter::new(name, help).expect("valid metric name"),
+    )
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    register(
+        registry,
+        IntGauge::new(name, help).expect("valid metric name"),
+    )
+}
+
+/// One family with one label, its series resolved for every value in `values`.
+fn labelled<const N: usize>(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: [&str; N],
+) -> [IntCounter; N] {
+    let family = register(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric name"),
+    );
+    values.map(|value| family.with_label_values(&[value]))
 }
 
 impl Metrics {
+    /// Every family registered, every label series resolved.
+    pub fn new() -> Self {
+        use names::labels;
+        let r = Registry::new();
+        let sources = SourceKind::ALL.map(SourceKind::as_str);
+        let outcomes = labelled(
+            &r,
+            names::PUT_LOG_EVENTS,
+            "PutLogEvents calls by outcome.",
+            labels::OUTCOME,
+            ["ok", "error"],
+        );
+        let [requests_ok, requests_failed] = outcomes;
+        let datums = labelled(
+            &r,
+            names::METRIC_DATUMS,
+            "CloudWatch metric datums by outcome.",
+            labels::OUTCOME,
+            ["sent", "dropped"],
+        );
+        let [metric_datums_sent, metric_datums_dropped] = datums;
+        let latency = register(
+            &r,
+            Histogram::with_opts(
+                HistogramOpts::new(names::PUT_LOG_EVENTS_DURATION, "PutLogEvents call latency.")
+                    .buckets(LATENCY_BUCKETS_SECONDS.to_vec()),
+            )
+            .expect("valid histogram"),
+        );
+        Self {
+            received_events: labelled(
+                &r,
+                names::EVENTS_RECEIVED,
+                "Log events accepted from each input.",
+                labels::SOURCE,
+                sources,
+            ),
+            received_bytes: labelled(
+                &r,
+                names::BYTES_RECEIVED,
+                "Bytes of log events accepted from each input.",
+                labels::SOURCE,
+                sources,
+            ),
+            sent_events: counter(
+                &r,
+                names::EVENTS_SENT,
+                "Log events stored by CloudWatch Logs.",
+            ),
+            sent_bytes: counter(
+                &r,
+                names::BYTES_SENT,
+                "Message bytes stored by CloudWatch Logs.",
+            ),
+            dropped: labelled(
+                &r,
+                names::EVENTS_DROPPED,
+                "Log events that will not be delivered, by reason.",
+                labels::REASON,
+                DropReason::ALL.map(DropReason::as_str),
+            ),
+            retries: labelled(
+                &r,
+                names::RETRIES,
+                "PutLogEvents calls retried, by reason.",
+                labels::REASON,
+                RetryReason::ALL.map(RetryReason::as_str),
+            ),
+            requests_ok,
+            requests_failed,
+            latency,
+            truncated: counter(
+                &r,
+                names::EVENTS_TRUNCATED,
+                "Events cut to the size CloudWatch Logs accepts.",
+            ),
+            invalid_utf8: counter(
+                &r,
+                names::LINES_INVALID_UTF8,
+                "Lines shipped with invalid UTF-8 replaced.",
+            ),
+            redacted: counter(
+                &r,
+                names::LINES_REDACTED,
+                "Lines in which secrets were replaced.",
+            ),
+            input_errors: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        names::INPUT_ERRORS,
+                        "Frames, requests or connections an input rejected, by kind.",
+                    ),
+                    &[labels::SOURCE, labels::KIND],
+                )
+                .expect("valid metric name"),
+            ),
+            metric_datums_sent,
+            metric_datums_dropped,
+            metric_values_clamped: counter(
+                &r,
+                names::METRIC_VALUES_CLAMPED,
+                "Metric values CloudWatch would refuse, clamped or dropped before sending.",
+            ),
+            sentry: labelled(
+                &r,
+                names::SENTRY_EVENTS,
+                "Error events forwarded to Sentry, or why not, by outcome.",
+                labels::OUTCOME,
+                SentryOutcome::ALL.map(SentryOutcome::as_str),
+            ),
+            disk_replayed: counter(
+                &r,
+                names::DISK_BUFFER_REPLAYED,
+                "Events found undelivered in the disk buffer at start and sent again.",
+            ),
+            disk_corrupt: counter(
+                &r,
+                names::DISK_BUFFER_CORRUPT,
+                "Damaged disk buffer records (checksum or length); replay resumes after each.",
+            ),
+            disk_write_errors: counter(
+                &r,
+                names::DISK_BUFFER_WRITE_ERRORS,
+                "Failed disk buffer writes (retried; inputs wait meanwhile).",
+            ),
+            buffer_bytes: gauge(
+                &r,
+                names::BUFFER_BYTES,
+                "Bytes of accepted events not yet delivered.",
+            ),
+            buffer_limit: gauge(
+                &r,
+                names::BUFFER_LIMIT_BYTES,
+                "The configured memory ceiling for buffered events.",
+            ),
+            resident_memory: resident_memory_bytes().map(|_| {
+                gauge(
+                    &r,
+                    names::RESIDENT_MEMORY,
+                    "Resident set size of the agent process.",
+                )
+            }),
+            registry: r,
+        }
+    }
+
+    /// The registry `/metrics` shows; components with gauges of their own (disk buffer,
+    /// probes, request metrics) register a collector here.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Lines accepted from a source.
     pub fn received(&self, source: SourceKind, events: u64, bytes: u64) {
         let i = index(&SourceKind::ALL, &source);
-        self.received_events[i].fetch_add(events, Ordering::Relaxed);
-        self.received_bytes[i].fetch_add(bytes, Ordering::Relaxed);
+        self.received_events[i].inc_by(events);
+        self.received_bytes[i].inc_by(bytes);
     }
 
     /// Events CloudWatch Logs accepted.
     pub fn sent(&self, events: u64, bytes: u64) {
-        self.sent_events.fetch_add(events, Ordering::Relaxed);
-        self.sent_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.sent_events.inc_by(events);
+        self.sent_bytes.inc_by(bytes);
     }
 
     /// Events that will never be delivered.
     pub fn dropped(&self, reason: DropReason, events: u64) {
-        self.dropped[index(&DropReason::ALL, &reason)].fetch_add(events, Ordering::Relaxed);
+        self.dropped[index(&DropReason::ALL, &reason)].inc_by(events);
     }
 
     /// A request that will be tried again.
     pub fn retried(&self, reason: RetryReason) {
-        self.retries[index(&RetryReason::ALL, &reason)].fetch_add(1, Ordering::Relaxed);
+        self.retries[index(&RetryReason::ALL, &reason)].inc();
     }
 
     /// A finished PutLogEvents call.
@@ -251,23 +458,15 @@ impl Metrics {
         } else {
             &self.requests_failed
         }
-        .fetch_add(1, Ordering::Relaxed);
-        let ms = latency.as_millis() as u64;
-        for (bound, bucket) in LATENCY_BUCKETS_MS.iter().zip(&self.latency_buckets) {
-            if ms <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us
-            .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+        .inc();
+        self.latency.observe(latency.as_secs_f64());
     }
 
     /// A rejected frame, request or connection on an input, by a fixed `kind` label.
     pub fn input_error(&self, source: SourceKind, kind: &'static str) {
-        if let Ok(mut errors) = self.input_errors.lock() {
-            *errors.entry((source.as_str(), kind)).or_default() += 1;
-        }
+        self.input_errors
+            .with_label_values(&[source.as_str(), kind])
+            .inc();
     }
 
     /// PutMetricData datums published (`ok`) or given up.
@@ -277,49 +476,48 @@ impl Metrics {
         } else {
             &self.metric_datums_dropped
         }
-        .fetch_add(count, Ordering::Relaxed);
+        .inc_by(count);
     }
 
     /// Metric values or counts CloudWatch would refuse (NaN, beyond ±2^360, non-zero below
     /// 8.5e-109), clamped or dropped before sending.
     pub fn metric_values_clamped(&self, values: u64) {
-        self.metric_values_clamped
-            .fetch_add(values, Ordering::Relaxed);
+        self.metric_values_clamped.inc_by(values);
     }
 
     /// Error events that reached Sentry, or why they did not.
     pub fn sentry(&self, outcome: SentryOutcome, events: u64) {
-        self.sentry[index(&SentryOutcome::ALL, &outcome)].fetch_add(events, Ordering::Relaxed);
+        self.sentry[index(&SentryOutcome::ALL, &outcome)].inc_by(events);
     }
 
     /// Current value of a Sentry outcome counter.
     pub fn sentry_events(&self, outcome: SentryOutcome) -> u64 {
-        self.sentry[index(&SentryOutcome::ALL, &outcome)].load(Ordering::Relaxed)
+        self.sentry[index(&SentryOutcome::ALL, &outcome)].get()
     }
 
     /// Events found undelivered in the disk buffer at start (delivered again: the ones in
     /// flight at a crash arrive twice).
     pub fn disk_buffer_replayed(&self, events: u64) {
-        self.disk_replayed.fetch_add(events, Ordering::Relaxed);
+        self.disk_replayed.inc_by(events);
     }
 
     /// Damaged records found in the disk buffer (each costs only itself: replay resumes at
     /// the next good record).
     pub fn disk_buffer_corrupt(&self, records: u64) {
-        self.disk_corrupt.fetch_add(records, Ordering::Relaxed);
+        self.disk_corrupt.inc_by(records);
     }
 
     /// A failed write to the disk buffer (retried).
     pub fn disk_buffer_write_error(&self) {
-        self.disk_write_errors.fetch_add(1, Ordering::Relaxed);
+        self.disk_write_errors.inc();
     }
 
     /// The counters as they are now.
     pub fn snapshot(&self) -> Snapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let get = |c: &IntCounter| c.get();
         Snapshot {
             received_events: self.received_events.each_ref().map(get),
-            sent_events: get(&self.sent_events),
+            sent_events: self.sent_events.get(),
             dropped: self.dropped.each_ref().map(get),
             retries: self.retries.each_ref().map(get),
             sentry: self.sentry.each_ref().map(get),
@@ -328,281 +526,139 @@ impl Metrics {
 
     /// An event cut to the size CloudWatch accepts.
     pub fn truncated(&self, events: u64) {
-        self.truncated.fetch_add(events, Ordering::Relaxed);
+        self.truncated.inc_by(events);
     }
 
     /// A line that was not valid UTF-8 (shipped lossily).
     pub fn invalid_utf8(&self) {
-        self.invalid_utf8.fetch_add(1, Ordering::Relaxed);
+        self.invalid_utf8.inc();
     }
 
     /// A line that had secrets replaced.
     pub fn redacted(&self) {
-        self.redacted.fetch_add(1, Ordering::Relaxed);
+        self.redacted.inc();
     }
 
     /// Current value of the sent-events counter (tests and the shutdown report).
     pub fn sent_events(&self) -> u64 {
-        self.sent_events.load(Ordering::Relaxed)
+        self.sent_events.get()
     }
 
     /// Current value of a drop counter.
     pub fn dropped_events(&self, reason: DropReason) -> u64 {
-        self.dropped[index(&DropReason::ALL, &reason)].load(Ordering::Relaxed)
+        self.dropped[index(&DropReason::ALL, &reason)].get()
     }
 
     /// Current value of a retry counter.
     pub fn retries(&self, reason: RetryReason) -> u64 {
-        self.retries[index(&RetryReason::ALL, &reason)].load(Ordering::Relaxed)
+        self.retries[index(&RetryReason::ALL, &reason)].get()
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of everything registered, with the memory budget's
+    /// and the process's gauges as they are now.
     pub fn render(&self, budget: BufferUsage) -> String {
-        let mut out = String::with_capacity(4096);
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        family(
-            &mut out,
-            "agent_events_received_total",
-            "counter",
-            "Log events accepted from each input.",
-        );
-        for (i, s) in SourceKind::ALL.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "agent_events_received_total{{source=\"{}\"}} {}",
-                s.as_str(),
-                get(&self.received_events[i])
-            );
+        self.buffer_bytes.set(clamp_i64(budget.in_use as u64));
+        self.buffer_limit.set(clamp_i64(budget.limit as u64));
+        if let (Some(gauge), Some(rss)) = (&self.resident_memory, resident_memory_bytes()) {
+            gauge.set(clamp_i64(rss));
         }
-        family(
-            &mut out,
-            "agent_bytes_received_total",
-            "counter",
-            "Bytes of log events accepted from each input.",
-        );
-        for (i, s) in SourceKind::ALL.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "agent_bytes_received_total{{source=\"{}\"}} {}",
-                s.as_str(),
-                get(&self.received_bytes[i])
-            );
-        }
-        family(
-            &mut out,
-            "agent_events_sent_total",
-            "counter",
-            "Log events stored by CloudWatch Logs.",
-        );
-        let _ = writeln!(out, "agent_events_sent_total {}", get(&self.sent_events));
-        family(
-            &mut out,
-            "agent_bytes_sent_total",
-            "counter",
-            "Message bytes stored by CloudWatch Logs.",
-        );
-        let _ = writeln!(out, "agent_bytes_sent_total {}", get(&self.sent_bytes));
-        family(
-            &mut out,
-            "agent_events_dropped_total",
-            "counter",
-            "Log events that will not be delivered, by reason.",
-        );
-        for (i, r) in DropReason::ALL.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "agent_events_dropped_total{{reason=\"{}\"}} {}",
-                r.as_str(),
-                get(&self.dropped[i])
-            );
-        }
-        family(
-            &mut out,
-            "agent_retries_total",
-            "counter",
-            "PutLogEvents calls retried, by reason.",
-        );
-        for (i, r) in RetryReason::ALL.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "agent_retries_total{{reason=\"{}\"}} {}",
-                r.as_str(),
-                get(&self.retries[i])
-            );
-        }
-        family(
-            &mut out,
-            "agent_put_log_events_total",
-            "counter",
-            "PutLogEvents calls by outcome.",
-        );
-        let _ = writeln!(
-            out,
-            "agent_put_log_events_total{{outcome=\"ok\"}} {}",
-            get(&self.requests_ok)
-        );
-        let _ = writeln!(
-            out,
-            "agent_put_log_events_total{{outcome=\"error\"}} {}",
-            get(&self.requests_failed)
-        );
-        family(
-            &mut out,
-            "agent_put_log_events_duration_seconds",
-            "histogram",
-            "PutLogEvents call latency.",
-        );
-        for (bound, bucket) in LATENCY_BUCKETS_MS.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(
-                out,
-                "agent_put_log_events_duration_seconds_bucket{{le=\"{}\"}} {}",
-                *bound as f64 / 1000.0,
-                get(bucket)
-            );
-        }
-        let count = get(&self.latency_count);
-        let _ = writeln!(
-            out,
-            "agent_put_log_events_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "agent_put_log_events_duration_seconds_sum {}",
-            get(&self.latency_sum_us) as f64 / 1e6
-        );
-        let _ = writeln!(out, "agent_put_log_events_duration_seconds_count {count}");
-        family(
-            &mut out,
-            "agent_events_truncated_total",
-            "counter",
-            "Events cut to the size CloudWatch Logs accepts.",
-        );
-        let _ = writeln!(out, "agent_events_truncated_total {}", get(&self.truncated));
-        family(
-            &mut out,
-            "agent_lines_invalid_utf8_total",
-            "counter",
-            "Lines shipped with invalid UTF-8 replaced.",
-        );
-        let _ = writeln!(
-            out,
-            "agent_lines_invalid_utf8_total {}",
-            get(&self.invalid_utf8)
-        );
-        family(
-            &mut out,
-            "agent_lines_redacted_total",
-            "counter",
-            "Lines in which secrets were replaced.",
-        );
-        let _ = writeln!(out, "agent_lines_redacted_total {}", get(&self.redacted));
-        family(
-            &mut out,
-            "agent_input_errors_total",
-            "counter",
-            "Frames, requests or connections an input rejected, by kind.",
-        );
-        if let Ok(errors) = self.input_errors.lock() {
-            for ((source, kind), count) in errors.iter() {
-                let _ = writeln!(
-                    out,
-                    "agent_input_errors_total{{source=\"{source}\",kind=\"{kind}\"}} {count}"
-                );
-            }
-        }
-        family(
-            &mut out,
-            "agent_metric_datums_total",
-            "counter",
-            "CloudWatch metric datums by outcome.",
-        );
-        let _ = writeln!(
-            out,
-            "agent_metric_datums_total{{outcome=\"sent\"}} {}",
-            get(&self.metric_datums_sent)
-        );
-        let _ = writeln!(
-            out,
-            "agent_metric_datums_total{{outcome=\"dropped\"}} {}",
-            get(&self.metric_datums_dropped)
-        );
-        family(
-            &mut out,
-            "agent_sentry_events_total",
-            "counter",
-            "Error events forwarded to Sentry, or why not, by outcome.",
-        );
-        for (i, o) in SentryOutcome::ALL.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "agent_sentry_events_total{{outcome=\"{}\"}} {}",
-                o.as_str(),
-                get(&self.sentry[i])
-            );
-        }
-        for (name, help, value) in [
-            (
-                "agent_disk_buffer_replayed_events_total",
-                "Events found undelivered in the disk buffer at start and sent again.",
-                &self.disk_replayed,
-            ),
-            (
-                "agent_disk_buffer_corrupt_records_total",
-                "Damaged disk buffer records (checksum or length); replay resumes after each.",
-                &self.disk_corrupt,
-            ),
-            (
-                "agent_metric_values_clamped_total",
-                "Metric values CloudWatch would refuse, clamped or dropped before sending.",
-                &self.metric_values_clamped,
-            ),
-            (
-                "agent_disk_buffer_write_errors_total",
-                "Failed disk buffer writes (retried; inputs wait meanwhile).",
-                &self.disk_write_errors,
-            ),
-        ] {
-            family(&mut out, name, "counter", help);
-            let _ = writeln!(out, "{name} {}", get(value));
-        }
-        family(
-            &mut out,
-            "agent_buffer_bytes",
-            "gauge",
-            "Bytes of accepted events not yet delivered.",
-        );
-        let _ = writeln!(out, "agent_buffer_bytes {}", budget.in_use);
-        family(
-            &mut out,
-            "agent_buffer_limit_bytes",
-            "gauge",
-            "The configured memory ceiling for buffered events.",
-        );
-        let _ = writeln!(out, "agent_buffer_limit_bytes {}", budget.limit);
-        if let Some(rss) = resident_memory_bytes() {
-            family(
-                &mut out,
-                "agent_resident_memory_bytes",
-                "gauge",
-                "Resident set size of the agent process.",
-            );
-            let _ = writeln!(out, "agent_resident_memory_bytes {rss}");
-        }
-        out
+        encode(&self.registry.gather())
     }
 }
 
-/// Writes the `# HELP` and `# TYPE` lines of a metric family.
-pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+fn index<T: PartialEq>(all: &[T], item: &T) -> usize {
+    all.iter().position(|x| x == item).unwrap_or(0)
 }
 
-/// A Prometheus label value: backslash, quote and newline escaped.
-pub fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// A gauge value: `u64` quantities saturate at `i64::MAX` rather than wrap.
+pub fn clamp_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// `families` in the Prometheus text format (the encoder escapes names, help and labels).
+pub fn encode(families: &[MetricFamily]) -> String {
+    use prometheus::Encoder as _;
+    let mut out = Vec::with_capacity(8192);
+    // Only an empty family fails to encode, and `Registry::gather` leaves those out.
+    if let Err(error) = prometheus::TextEncoder::new().encode(families, &mut out) {
+        tracing::warn!(%error, "could not encode /metrics");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A family built at collection time (request histograms, probe results): what a
+/// [`Collector`] that keeps its own state returns.
+pub fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
+    let mut family = MetricFamily::default();
+    family.set_name(name.to_owned());
+    family.set_help(help.to_owned());
+    family.set_field_type(kind);
+    family.set_metric(metrics);
+    family
+}
+
+/// One series' labels, in the order given.
+fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
+    labels
+        .iter()
+        .map(|(name, value)| {
+            let mut pair = LabelPair::default();
+            pair.set_name((*name).to_owned());
+            pair.set_value((*value).to_owned());
+            pair
+        })
+        .collect()
+}
+
+/// A counter series.
+pub fn counter_metric(labels: &[(&str, &str)], value: u64) -> Metric {
+    let mut counter = Counter::default();
+    counter.set_value(value as f64);
+    let mut metric = Metric::default();
+    metric.set_label(label_pairs(labels));
+    metric.set_counter(counter);
+    metric
+}
+
+/// A gauge series.
+pub fn gauge_metric(labels: &[(&str, &str)], value: f64) -> Metric {
+    let mut gauge = Gauge::default();
+    gauge.set_value(value);
+    let mut metric = Metric::default();
+    metric.set_label(label_pairs(labels));
+    metric.set_gauge(gauge);
+    metric
+}
+
+/// A histogram series from non-cumulative `counts` per upper bound in `bounds` (the `+Inf`
+/// bucket is `count`).
+pub fn histogram_metric(
+    labels: &[(&str, &str)],
+    bounds: &[f64],
+    counts: &[u64],
+    count: u64,
+    sum: f64,
+) -> Metric {
+    let mut cumulative = 0u64;
+    let buckets = bounds
+        .iter()
+        .zip(counts)
+        .map(|(bound, n)| {
+            cumulative = cumulative.saturating_add(*n);
+            let mut bucket = Bucket::default();
+            bucket.set_upper_bound(*bound);
+            bucket.set_cumulative_count(cumulative);
+            bucket
+        })
+        .collect();
+    let mut histogram = prometheus::proto::Histogram::default();
+    histogram.set_bucket(buckets);
+    histogram.set_sample_count(count);
+    histogram.set_sample_sum(sum);
+    let mut metric = Metric::default();
+    metric.set_label(label_pairs(labels));
+    metric.set_histogram(histogram);
+    metric
 }
 
 /// RSS from /proc (Linux); `None` elsewhere.

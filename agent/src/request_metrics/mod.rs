@@ -11,7 +11,11 @@ pub mod histogram;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{MetricFamily, MetricType};
+
 use self::histogram::LogHistogram;
+use crate::metrics::{self, names, names::labels};
 use crate::pipeline::Observer;
 pub use crate::pipeline::timing::RequestTiming;
 
@@ -38,6 +42,13 @@ pub const MAX_TIMING_COUNT: u64 = 1_000_000_000;
 /// Status class labels: with routes (`max_routes` + `other`) and methods (registered +
 /// `_OTHER`), they bound the number of series by construction.
 pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+// The request families' help texts (the same in their descriptors and their samples).
+const HELP_REQUESTS: &str = "Requests seen by the sidecar, by route, method and status class.";
+const HELP_DURATION: &str = "Request latency.";
+const HELP_FOLDED: &str = "Requests whose route was folded into route=\"other\".";
+const HELP_INVALID: &str = "Request timings rejected as unusable.";
+const HELP_CLAMPED: &str = "Request timings whose count was clamped.";
 
 /// Identifies one aggregated series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -168,71 +179,59 @@ impl Aggregator {
         series.latency.record_n(timing.latency_ms, timing.count);
     }
 
-    /// Request counters and latency histograms in the Prometheus text format.
+    /// Request counters and latency histograms, and the fold/invalid/clamp counters, as
+    /// Prometheus families (cumulative since start).
+    pub fn families(&self) -> Vec<MetricFamily> {
+        let mut requests = Vec::with_capacity(self.cumulative.len());
+        let mut durations = Vec::with_capacity(self.cumulative.len());
+        for (key, histogram) in &self.cumulative {
+            let labels = [
+                (labels::ROUTE, key.route.as_str()),
+                (labels::METHOD, key.method.as_str()),
+                (labels::STATUS_CLASS, key.status_class),
+            ];
+            requests.push(metrics::counter_metric(&labels, histogram.count));
+            durations.push(metrics::histogram_metric(
+                &labels,
+                &PROM_BUCKETS_SECONDS,
+                &histogram.buckets,
+                histogram.count,
+                histogram.sum,
+            ));
+        }
+        let mut families = Vec::with_capacity(5);
+        if !requests.is_empty() {
+            families.push(metrics::family(
+                names::HTTP_REQUESTS,
+                HELP_REQUESTS,
+                MetricType::COUNTER,
+                requests,
+            ));
+            families.push(metrics::family(
+                names::HTTP_REQUEST_DURATION,
+                HELP_DURATION,
+                MetricType::HISTOGRAM,
+                durations,
+            ));
+        }
+        for (name, help, value) in [
+            (names::ROUTES_FOLDED, HELP_FOLDED, self.folded),
+            (names::TIMINGS_INVALID, HELP_INVALID, self.invalid),
+            (names::TIMINGS_CLAMPED, HELP_CLAMPED, self.clamped),
+        ] {
+            families.push(metrics::family(
+                name,
+                help,
+                MetricType::COUNTER,
+                vec![metrics::counter_metric(&[], value)],
+            ));
+        }
+        families
+    }
+
+    /// [`families`](Self::families) in the Prometheus text format, appended to `out`.
     pub fn render_prometheus(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let _ = writeln!(
-            out,
-            "# HELP http_server_requests_total Requests seen by the sidecar, by route, method and status class."
-        );
-        let _ = writeln!(out, "# TYPE http_server_requests_total counter");
-        for (key, histogram) in &self.cumulative {
-            let _ = writeln!(
-                out,
-                "http_server_requests_total{{{}}} {}",
-                labels(key),
-                histogram.count
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP http_server_request_duration_seconds Request latency."
-        );
-        let _ = writeln!(out, "# TYPE http_server_request_duration_seconds histogram");
-        for (key, histogram) in &self.cumulative {
-            let labels = labels(key);
-            let mut cumulative = 0;
-            for (bound, count) in PROM_BUCKETS_SECONDS.iter().zip(&histogram.buckets) {
-                cumulative = count.saturating_add(cumulative);
-                let _ = writeln!(
-                    out,
-                    "http_server_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "http_server_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                histogram.count
-            );
-            let _ = writeln!(
-                out,
-                "http_server_request_duration_seconds_sum{{{labels}}} {}",
-                histogram.sum
-            );
-            let _ = writeln!(
-                out,
-                "http_server_request_duration_seconds_count{{{labels}}} {}",
-                histogram.count
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP agent_routes_folded_total Requests whose route was folded into route=\"other\"."
-        );
-        let _ = writeln!(out, "# TYPE agent_routes_folded_total counter");
-        let _ = writeln!(out, "agent_routes_folded_total {}", self.folded);
-        let _ = writeln!(
-            out,
-            "# HELP agent_timings_invalid_total Request timings rejected as unusable."
-        );
-        let _ = writeln!(out, "# TYPE agent_timings_invalid_total counter");
-        let _ = writeln!(out, "agent_timings_invalid_total {}", self.invalid);
-        let _ = writeln!(
-            out,
-            "# HELP agent_timings_clamped_total Request timings whose count was clamped."
-        );
-        let _ = writeln!(out, "# TYPE agent_timings_clamped_total counter");
-        let _ = writeln!(out, "agent_timings_clamped_total {}", self.clamped);
+        out.push_str(&metrics::encode(&self.families()));
     }
 
     /// Ends the period: returns what it accumulated and starts an empty one.
@@ -265,17 +264,6 @@ impl PromHistogram {
         self.count = self.count.saturating_add(n);
         self.sum += seconds * n as f64;
     }
-}
-
-/// Prometheus label set of a key, values escaped.
-fn labels(key: &TimingKey) -> String {
-    use crate::metrics::escape_label;
-    format!(
-        "route=\"{}\",method=\"{}\",status_class=\"{}\"",
-        escape_label(&key.route),
-        escape_label(&key.method),
-        key.status_class
-    )
 }
 
 /// A route label must look like a template: starts with `/`, short, printable ASCII, and
@@ -345,12 +333,56 @@ impl Recorder {
         Some(f(&mut self.lock()))
     }
 
+    /// A collector for the agent's registry: `/metrics` shows the request families.
+    pub fn collector(&self) -> RecorderCollector {
+        let desc = |name: &str, help: &str, variable: &[&str]| {
+            Desc::new(
+                name.to_owned(),
+                help.to_owned(),
+                variable.iter().map(|l| (*l).to_owned()).collect(),
+                std::collections::HashMap::new(),
+            )
+            .expect("valid metric name")
+        };
+        let keyed = [labels::ROUTE, labels::METHOD, labels::STATUS_CLASS];
+        RecorderCollector {
+            recorder: self.clone(),
+            descs: vec![
+                desc(names::HTTP_REQUESTS, HELP_REQUESTS, &keyed),
+                desc(names::HTTP_REQUEST_DURATION, HELP_DURATION, &keyed),
+                desc(names::ROUTES_FOLDED, HELP_FOLDED, &[]),
+                desc(names::TIMINGS_INVALID, HELP_INVALID, &[]),
+                desc(names::TIMINGS_CLAMPED, HELP_CLAMPED, &[]),
+            ],
+        }
+    }
+
     /// The aggregator; a panic elsewhere while it was held leaves plain counters behind,
     /// so a poisoned lock is still used rather than silently recording nothing forever.
     fn lock(&self) -> std::sync::MutexGuard<'_, Aggregator> {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The request families for a `prometheus::Registry`: the aggregator keeps its own
+/// histograms because one timing can stand for many requests (an OTLP bucket, up to
+/// [`MAX_TIMING_COUNT`]), which `prometheus::Histogram::observe` cannot record in one step;
+/// route folding keeps their series bounded.
+#[derive(Debug)]
+pub struct RecorderCollector {
+    recorder: Recorder,
+    descs: Vec<Desc>,
+}
+
+impl Collector for RecorderCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.recorder.lock().families()
     }
 }
 

@@ -541,7 +541,7 @@ mod tests {
         );
         let rendered = metrics.render(MemoryBudget::new(1).usage());
         assert!(
-            rendered.contains("agent_input_errors_total{source=\"http\",kind=\"too_large\"} 2\n"),
+            rendered.contains("agent_input_errors_total{kind=\"too_large\",source=\"http\"} 2\n"),
             "both refusals are counted: {rendered}"
         );
     }
@@ -568,7 +568,7 @@ mod tests {
         let rendered = metrics.render(MemoryBudget::new(1).usage());
         assert!(
             rendered
-                .contains("agent_input_errors_total{source=\"http\",kind=\"pipeline_full\"} 1\n"),
+                .contains("agent_input_errors_total{kind=\"pipeline_full\",source=\"http\"} 1\n"),
             "{rendered}"
         );
         for _ in 0..4 {
@@ -704,7 +704,7 @@ mod tests {
         let rendered = metrics.render(MemoryBudget::new(1).usage());
         assert!(
             rendered
-                .contains("agent_input_errors_total{source=\"http\",kind=\"request_timeout\"} 1\n"),
+                .contains("agent_input_errors_total{kind=\"request_timeout\",source=\"http\"} 1\n"),
             "{rendered}"
         );
         let batch = rx.try_recv().unwrap();
@@ -739,7 +739,7 @@ mod tests {
         let rendered = metrics.render(MemoryBudget::new(1).usage());
         assert!(
             rendered
-                .contains("agent_input_errors_total{source=\"http\",kind=\"request_timeout\"} 1\n"),
+                .contains("agent_input_errors_total{kind=\"request_timeout\",source=\"http\"} 1\n"),
             "{rendered}"
         );
         assert!(rx.try_recv().is_err(), "nothing of the cut request");
@@ -774,7 +774,7 @@ mod tests {
         let rendered = metrics.render(MemoryBudget::new(1).usage());
         assert!(
             rendered.contains(
-                "agent_input_errors_total{source=\"http\",kind=\"connection_refused\"} 1\n"
+                "agent_input_errors_total{kind=\"connection_refused\",source=\"http\"} 1\n"
             ),
             "{rendered}"
         );

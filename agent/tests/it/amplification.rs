@@ -82,7 +82,7 @@ async fn payloads_that_expand_are_refused_before_they_are_materialised() {
     assert!(closed.is_ok(), "the connection is closed");
     let refused = eventually(Duration::from_secs(10), || async {
         agent
-            .metric("agent_input_errors_total{source=\"forward\",kind=\"oversize\"}")
+            .metric("agent_input_errors_total{kind=\"oversize\",source=\"forward\"}")
             .await
             == Some(1.0)
     })

@@ -257,7 +257,7 @@ async fn a_5_mib_line_is_truncated_with_a_marker_or_refused_with_413_and_counted
     let (status, body) = post(&mut http, &vec![b'c'; 5 * MIB], &[]).await;
     assert_eq!(status, 413, "{body}");
     h.expect_metric(
-        "agent_input_errors_total{source=\"http\",kind=\"too_large\"}",
+        "agent_input_errors_total{kind=\"too_large\",source=\"http\"}",
         1.0,
     )
     .await;
@@ -372,7 +372,7 @@ async fn json_nested_100k_levels_deep_is_shipped_and_still_redacted() {
     deep.write_all(&nested).await.unwrap();
     closed_by_peer(&mut deep, DEADLINE).await;
     h.expect_metric(
-        "agent_input_errors_total{source=\"forward\",kind=\"too_deep\"}",
+        "agent_input_errors_total{kind=\"too_deep\",source=\"forward\"}",
         1.0,
     )
     .await;
@@ -463,7 +463,7 @@ async fn msgpack_maps_of_a_million_entries_meet_the_frame_limit() {
         .unwrap();
     closed_by_peer(&mut claim, DEADLINE).await;
     h.expect_metric(
-        "agent_input_errors_total{source=\"forward\",kind=\"oversize\"}",
+        "agent_input_errors_total{kind=\"oversize\",source=\"forward\"}",
         1.0,
     )
     .await;
@@ -482,7 +482,7 @@ async fn msgpack_maps_of_a_million_entries_meet_the_frame_limit() {
     closed_by_peer(&mut reader, DEADLINE).await;
     drop(writing.await);
     h.expect_metric(
-        "agent_input_errors_total{source=\"forward\",kind=\"oversize\"}",
+        "agent_input_errors_total{kind=\"oversize\",source=\"forward\"}",
         2.0,
     )
     .await;
@@ -534,7 +534,7 @@ async fn slow_loris_connections_are_cut_off_while_others_are_served() {
     let http_cut = started.elapsed();
     assert!(http_cut >= Duration::from_millis(2_900), "{http_cut:?}");
     h.expect_metric(
-        "agent_input_errors_total{source=\"http\",kind=\"request_timeout\"}",
+        "agent_input_errors_total{kind=\"request_timeout\",source=\"http\"}",
         1.0,
     )
     .await;
@@ -546,7 +546,7 @@ async fn slow_loris_connections_are_cut_off_while_others_are_served() {
         "{forward_cut:?}"
     );
     h.expect_metric(
-        "agent_input_errors_total{source=\"forward\",kind=\"frame_timeout\"}",
+        "agent_input_errors_total{kind=\"frame_timeout\",source=\"forward\"}",
         1.0,
     )
     .await;
@@ -591,7 +591,7 @@ async fn connections_over_the_limit_are_refused_and_counted_while_the_others_are
         "no ack"
     );
     h.expect_metric(
-        "agent_input_errors_total{source=\"forward\",kind=\"connection_refused\"}",
+        "agent_input_errors_total{kind=\"connection_refused\",source=\"forward\"}",
         1.0,
     )
     .await;
@@ -616,7 +616,7 @@ async fn connections_over_the_limit_are_refused_and_counted_while_the_others_are
         (503, "{\"error\":\"too many connections\"}")
     );
     h.expect_metric(
-        "agent_input_errors_total{source=\"http\",kind=\"connection_refused\"}",
+        "agent_input_errors_total{kind=\"connection_refused\",source=\"http\"}",
         1.0,
     )
     .await;

@@ -12,6 +12,7 @@ mod faults;
 mod hostile;
 #[cfg(feature = "preview")]
 mod preview;
+mod promtool;
 mod provision;
 mod redaction;
 mod sentry;

@@ -15,7 +15,7 @@ pub(super) use self::alarms::alarm;
 pub(super) use self::dashboards::resolve_row;
 pub(super) use self::dashboards::{dashboard, dashboard_name};
 use super::{Location, Problem};
-use crate::sinks::cloudwatch_metrics::request_builder::names;
+use crate::metrics::names::cloudwatch as names;
 
 /// Characters in a dashboard or alarm name.
 const MAX_NAME: usize = 255;

@@ -20,66 +20,7 @@ pub const MIN_MAGNITUDE: f64 = 8.5e-109;
 
 /// Metric names, one table for the emitters and for `agent provision validate`, which
 /// rejects a dashboard or alarm charting a name of the sidecar's namespace that is not here.
-pub mod names {
-    /// Requests per period (Count), per kept dimension set and rolled up to the static
-    /// dimensions alone (what alarms use: they cannot search).
-    pub const REQUEST_COUNT: &str = "RequestCount";
-    /// Requests answered 5xx per period (Count), like `RequestCount`.
-    pub const ERROR_COUNT: &str = "ErrorCount";
-    /// Request latency distribution (Milliseconds, published as Values/Counts), like
-    /// `RequestCount`.
-    pub const LATENCY: &str = "Latency";
-    /// 1 when a health probe answered 2xx in time, else 0 (None), per Endpoint.
-    pub const HEALTH_CHECK: &str = "HealthCheck";
-    /// Health probe latency (Milliseconds), per Endpoint.
-    pub const PROBE_LATENCY: &str = "ProbeLatency";
-    /// 1 per period while the sidecar runs (Count).
-    pub const HEARTBEAT: &str = "Heartbeat";
-    /// Log events accepted from every input during the period (Count).
-    pub const EVENTS_IN: &str = "EventsIn";
-    /// Log events CloudWatch Logs stored during the period (Count).
-    pub const EVENTS_OUT: &str = "EventsOut";
-    /// Log events that will never be delivered (Count): the total every period, and per
-    /// `Reason` when non-zero.
-    pub const EVENTS_DROPPED: &str = "EventsDropped";
-    /// Calls retried (Count): the total every period, and per `Reason` when non-zero.
-    pub const RETRIES: &str = "Retries";
-    /// Bytes of accepted, undelivered events at the end of the period: the queue depth
-    /// (Bytes).
-    pub const BUFFERED_BYTES: &str = "BufferedBytes";
-    /// Resident set size of the sidecar process (Bytes).
-    pub const RESIDENT_MEMORY: &str = "ResidentMemory";
-    /// Error events on their way to Sentry (Count): the total every period, and per
-    /// `Outcome` (sent, rate_limited, ...) when non-zero.
-    pub const SENTRY_EVENTS: &str = "SentryEvents";
-    /// Every metric the sidecar publishes.
-    pub const ALL: [&str; 13] = [
-        REQUEST_COUNT,
-        ERROR_COUNT,
-        LATENCY,
-        HEALTH_CHECK,
-        PROBE_LATENCY,
-        HEARTBEAT,
-        EVENTS_IN,
-        EVENTS_OUT,
-        EVENTS_DROPPED,
-        RETRIES,
-        BUFFERED_BYTES,
-        RESIDENT_MEMORY,
-        SENTRY_EVENTS,
-    ];
-
-    /// Dimension names the sidecar adds to its metrics (besides the configured static and
-    /// per-request ones).
-    pub mod dimensions {
-        /// The probed health route (`HealthCheck`, `ProbeLatency`).
-        pub const ENDPOINT: &str = "Endpoint";
-        /// Why events were dropped or a call retried (`EventsDropped`, `Retries`).
-        pub const REASON: &str = "Reason";
-        /// What became of a Sentry event (`SentryEvents`).
-        pub const OUTCOME: &str = "Outcome";
-    }
-}
+pub use crate::metrics::names::cloudwatch as names;
 
 /// CloudWatch units used here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

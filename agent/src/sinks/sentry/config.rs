@@ -436,14 +436,12 @@ pub enum Scheme {
     Https,
 }
 
-/// A parsed DSN: `{scheme}://{public_key}@{host}{path}/{project_id}`. `Debug` hides the key.
+/// A parsed DSN: `{scheme}://{public_key}@{host}{path}/{project_id}`, held as Sentry's own
+/// [`sentry_types::Dsn`] (the legacy `:secret` dropped before it gets there). `Debug` hides
+/// the key, which `sentry_types::Dsn`'s own `Debug` would print.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Dsn {
-    scheme: Scheme,
-    public_key: String,
-    host: String,
-    path: String,
-    project_id: String,
+    inner: sentry_types::Dsn,
 }
 
 /// What is wrong with a DSN; the messages never contain any part of it.
@@ -504,40 +502,54 @@ impl Dsn {
         {
             return Err(DsnError::Project);
         }
-        Ok(Self {
-            scheme,
-            public_key: public_key.to_owned(),
-            host: host.to_owned(),
-            path: prefix.to_owned(),
-            project_id: project_id.to_owned(),
-        })
+        let scheme = match scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        // Our checks passed: what sentry-types still refuses is a host `url` cannot parse
+        // (its errors are mapped, never shown, as they might quote the input).
+        let inner = format!("{scheme}://{public_key}@{host}{prefix}/{project_id}")
+            .parse::<sentry_types::Dsn>()
+            .map_err(|error| match error {
+                sentry_types::ParseDsnError::InvalidScheme => DsnError::Scheme,
+                sentry_types::ParseDsnError::NoUsername => DsnError::Key,
+                sentry_types::ParseDsnError::NoProjectId
+                | sentry_types::ParseDsnError::InvalidProjectId(_) => DsnError::Project,
+                sentry_types::ParseDsnError::InvalidUrl => DsnError::Host,
+            })?;
+        Ok(Self { inner })
     }
 
     /// `http` or `https`.
     pub fn scheme(&self) -> Scheme {
-        self.scheme
+        match self.inner.scheme() {
+            sentry_types::Scheme::Http => Scheme::Http,
+            sentry_types::Scheme::Https => Scheme::Https,
+        }
     }
 
     /// Where envelopes go: `{scheme}://{host}{path}/api/{project_id}/envelope/` (no key in
     /// it, so the URL may be logged).
     pub fn envelope_url(&self) -> String {
-        let scheme = match self.scheme {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        };
-        format!(
-            "{scheme}://{}{}/api/{}/envelope/",
-            self.host, self.path, self.project_id
-        )
+        self.inner.envelope_api_url().to_string()
+    }
+
+    /// The `X-Sentry-Auth` credentials: key, protocol version and client, without a
+    /// `sentry_timestamp` (the header is built once and reused).
+    pub fn auth(&self) -> sentry_types::Auth {
+        let client = format!("agent/{}", crate::VERSION);
+        let version = sentry_types::protocol::LATEST.to_string();
+        sentry_types::Auth::from_pairs([
+            ("sentry_key", self.inner.public_key()),
+            ("sentry_version", version.as_str()),
+            ("sentry_client", client.as_str()),
+        ])
+        .expect("sentry_key and sentry_version are present")
     }
 
     /// The `X-Sentry-Auth` header value. Holds the key: send it, never log it.
     pub fn auth_header(&self) -> String {
-        format!(
-            "Sentry sentry_version=7, sentry_client=agent/{}, sentry_key={}",
-            crate::VERSION,
-            self.public_key
-        )
+        self.auth().to_string()
     }
 }
 
@@ -569,11 +581,11 @@ mod tests {
             "https://o1.ingest.sentry.io/api/42/envelope/"
         );
         assert_eq!(dsn.scheme(), Scheme::Https);
-        assert!(dsn.auth_header().ends_with("sentry_key=abc123"));
-        assert!(
-            dsn.auth_header()
-                .starts_with("Sentry sentry_version=7, sentry_client=agent/")
-        );
+        let auth: sentry_types::Auth = dsn.auth_header().parse().unwrap();
+        assert_eq!(auth.public_key(), "abc123");
+        assert_eq!(auth.version(), 7);
+        assert!(auth.client_agent().unwrap().starts_with("agent/"));
+        assert_eq!((auth.secret_key(), auth.timestamp()), (None, None));
         let with_path = Dsn::parse("http://k:legacysecret@127.0.0.1:9000/sentry/7/").unwrap();
         assert_eq!(
             with_path.envelope_url(),
@@ -581,6 +593,7 @@ mod tests {
         );
         assert!(!format!("{dsn:?}").contains("abc123"));
         assert!(!format!("{with_path:?}").contains("legacysecret"));
+        assert!(!with_path.auth_header().contains("legacysecret"));
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! service; plus cluster and container), and `extra` = every field not used above. The line
 //! was redacted by the pipeline before it got here.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sentry_types::protocol::v7::{self as protocol, Breadcrumb};
 use serde_json::{Map, Value, json};
 
 use super::breadcrumbs::Crumb;
@@ -114,6 +117,22 @@ pub(crate) fn sentry_level(level: Option<Level>) -> &'static str {
         Some(Level::Error) => "error",
         Some(Level::Fatal) => "fatal",
     }
+}
+
+/// Sentry's level type for a log level (what [`sentry_level`] names).
+fn protocol_level(level: Option<Level>) -> protocol::Level {
+    match level {
+        Some(Level::Trace | Level::Debug) => protocol::Level::Debug,
+        Some(Level::Info) | None => protocol::Level::Info,
+        Some(Level::Warn) => protocol::Level::Warning,
+        Some(Level::Error) => protocol::Level::Error,
+        Some(Level::Fatal) => protocol::Level::Fatal,
+    }
+}
+
+/// Milliseconds since the epoch as a `SystemTime` (before the epoch: the epoch).
+fn system_time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 fn clip_string(mut text: String, max: usize) -> String {
@@ -342,7 +361,7 @@ impl EventBuilder<'_> {
         };
         event.insert("fingerprint".into(), Value::Array(fingerprint));
         if !pending.crumbs.is_empty() {
-            let values: Vec<Value> = pending.crumbs.iter().map(|c| self.crumb(c)).collect();
+            let values: Vec<Breadcrumb> = pending.crumbs.iter().map(|c| self.crumb(c)).collect();
             event.insert("breadcrumbs".into(), json!({ "values": values }));
         }
         event.insert(
@@ -354,35 +373,28 @@ impl EventBuilder<'_> {
 
     /// One breadcrumb: its message and category from the line when it parses (a clipped
     /// line does not: its text is the message then), the other fields as `data`.
-    fn crumb(&self, crumb: &Crumb) -> Value {
+    fn crumb(&self, crumb: &Crumb) -> Breadcrumb {
         let config = self.config;
-        let mut object = Map::new();
-        object.insert("timestamp".into(), json!(crumb.time_ms as f64 / 1000.0));
-        object.insert("type".into(), Value::String("default".into()));
-        object.insert(
-            "level".into(),
-            Value::String(sentry_level(crumb.level).into()),
-        );
-        match parse_object(&crumb.text) {
-            Some(mut fields) => {
-                let message = take_first(&mut fields, &config.message_fields)
-                    .map_or_else(|| crumb.text.to_string(), |v| any_text(&v));
-                let category = take_first(&mut fields, &config.logger_fields)
-                    .map_or_else(|| "log".to_owned(), |v| any_text(&v));
-                for key in PIPELINE_KEYS {
-                    fields.remove(key);
-                }
-                object.insert("category".into(), Value::String(clip_string(category, 128)));
-                object.insert("message".into(), Value::String(message));
-                if !fields.is_empty() {
-                    object.insert("data".into(), Value::Object(fields));
-                }
+        let mut breadcrumb = Breadcrumb {
+            timestamp: system_time(crumb.time_ms),
+            ty: "default".into(),
+            level: protocol_level(crumb.level),
+            category: Some("log".into()),
+            message: Some(crumb.text.to_string()),
+            data: Default::default(),
+        };
+        if let Some(mut fields) = parse_object(&crumb.text) {
+            let message = take_first(&mut fields, &config.message_fields)
+                .map_or_else(|| crumb.text.to_string(), |v| any_text(&v));
+            let category = take_first(&mut fields, &config.logger_fields)
+                .map_or_else(|| "log".to_owned(), |v| any_text(&v));
+            for key in PIPELINE_KEYS {
+                fields.remove(key);
             }
-            None => {
-                object.insert("category".into(), Value::String("log".into()));
-                object.insert("message".into(), Value::String(crumb.text.to_string()));
-            }
+            breadcrumb.category = Some(clip_string(category, 128));
+            breadcrumb.message = Some(message);
+            breadcrumb.data = fields.into_iter().collect();
         }
-        Value::Object(object)
+        breadcrumb
     }
 }

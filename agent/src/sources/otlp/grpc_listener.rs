@@ -167,7 +167,7 @@ mod tests {
         let rendered = metrics.render(MemoryBudget::new(1).usage());
         assert!(
             rendered.contains(
-                "agent_input_errors_total{source=\"otlp\",kind=\"connection_refused\"} 1"
+                "agent_input_errors_total{kind=\"connection_refused\",source=\"otlp\"} 1"
             ),
             "{rendered}"
         );
