@@ -74,6 +74,7 @@ install() {
       DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
         --no-install-recommends "${preview_packages[@]}" >/dev/null; } ||
       log "could not install ${preview_packages[*]}: previews lose their text or the Chromium check"
+  fi
   if ! command -v promtool >/dev/null 2>&1; then
     # promtool (Debian's prometheus package) checks the agent's live /metrics in the tests.
     log "installing promtool (prometheus) with apt"
