@@ -62,44 +62,50 @@ static ESCAPE: [u8; 256] = {
 
 /// Appends `text` as a quoted JSON string.
 pub fn write_json_string(out: &mut Vec<u8>, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = text.as_bytes();
     out.push(b'"');
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        // Eight bytes at a time while none needs escaping (most of a log line).
-        if let Some(word) = bytes.get(i..i + 8) {
-            let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-            if !needs_escape(word) {
+        // Clean words (most of a plain message) are passed eight bytes at a time; a word
+        // that holds a byte to escape is looked at byte by byte, each byte once.
+        let end = match bytes.get(i..i + 8) {
+            Some(word) if !needs_escape(u64::from_le_bytes(word.try_into().expect("8 bytes"))) => {
                 i += 8;
                 continue;
             }
-        }
-        let byte = bytes[i];
-        let escape = ESCAPE[byte as usize];
-        if escape == 0 {
+            Some(_) => i + 8,
+            None => bytes.len(),
+        };
+        while i < end {
+            let escape = ESCAPE[bytes[i] as usize];
+            if escape != 0 {
+                out.extend_from_slice(&bytes[start..i]);
+                push_escape(out, bytes[i], escape);
+                start = i + 1;
+            }
             i += 1;
-            continue;
         }
-        out.extend_from_slice(&bytes[start..i]);
-        if escape == b'u' {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(byte >> 4) as usize],
-                HEX[(byte & 0xf) as usize],
-            ]);
-        } else {
-            out.extend_from_slice(&[b'\\', escape]);
-        }
-        i += 1;
-        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Writes the escape of `byte` (`escape` is its [`ESCAPE`] entry, not 0).
+fn push_escape(out: &mut Vec<u8>, byte: u8, escape: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    if escape == b'u' {
+        out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[(byte >> 4) as usize],
+            HEX[(byte & 0xf) as usize],
+        ]);
+    } else {
+        out.extend_from_slice(&[b'\\', escape]);
+    }
 }
 
 /// Whether any of the eight bytes of `word` is a control byte (< 0x20), `"` or `\`
