@@ -112,7 +112,15 @@ fn widgets(file: &Path) -> Vec<(i64, i64, i64, i64, String)> {
         .collect()
 }
 
-fn preview(out: &Path, endpoint: Option<&str>, extra: &[&str]) -> String {
+/// Points a command at the emulator: Logs and the rest straight to moto, CloudWatch through
+/// its CBOR front (the SDK picks each service's endpoint from the environment).
+fn at_emulator(command: &mut std::process::Command, moto: &Moto) {
+    command
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH", &moto.cloudwatch_endpoint);
+}
+
+fn preview(out: &Path, moto: Option<&Moto>, extra: &[&str]) -> String {
     let mut command = agent_command();
     command
         .current_dir(repo_root())
@@ -121,8 +129,8 @@ fn preview(out: &Path, endpoint: Option<&str>, extra: &[&str]) -> String {
         .arg("--out")
         .arg(out)
         .args(extra);
-    if let Some(endpoint) = endpoint {
-        command.args(["--endpoint", endpoint]);
+    if let Some(moto) = moto {
+        at_emulator(&mut command, moto);
     }
     let output = command.output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -247,10 +255,11 @@ fn offline_previews_are_byte_stable_pngs_with_every_widget_in_its_box() {
 
 /// Publishes an hour of the sidecar's metrics (EventsIn, EventsOut, Heartbeat,
 /// RequestCount per route) and a few error log lines, as the demo would.
-async fn publish(endpoint: &str) {
+async fn publish(moto: &Moto) {
+    let endpoint = moto.endpoint.as_str();
     let config = aws_sdk_cloudwatch::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
+        .endpoint_url(&moto.cloudwatch_endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
         .build();
@@ -397,15 +406,15 @@ fn screenshot(chromium: &Path, html: &Path, width: u32, height: u32) -> Image {
 fn previews_draw_published_data_and_chromium_shows_the_same_page() {
     let moto = Moto::start();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(publish(&moto.endpoint));
+    runtime.block_on(publish(&moto));
     // The alarms exist (their states are drawn): apply as the demo does.
-    let output = agent_command()
+    let mut apply = agent_command();
+    apply
         .current_dir(repo_root())
         .args(["provision", "apply", "--env", "dev"])
-        .args(VARS)
-        .args(["--endpoint", &moto.endpoint])
-        .output()
-        .unwrap();
+        .args(VARS);
+    at_emulator(&mut apply, &moto);
+    let output = apply.output().unwrap();
     assert!(
         output.status.success(),
         "{}",
@@ -414,7 +423,7 @@ fn previews_draw_published_data_and_chromium_shows_the_same_page() {
 
     let out = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
-    preview(out.path(), Some(&moto.endpoint), &["--since", "2h"]);
+    preview(out.path(), Some(&moto), &["--since", "2h"]);
     eprintln!("online preview of 3 dashboards: {:?}", started.elapsed());
 
     let sidecar = repo_root().join("dashboards/sidecar.json");
@@ -470,16 +479,16 @@ fn previews_draw_published_data_and_chromium_shows_the_same_page() {
     )
     .unwrap();
     let plan_dir = tempfile::tempdir().unwrap();
-    let output = agent_command()
-        .current_dir(repo_root())
+    let mut plan = agent_command();
+    plan.current_dir(repo_root())
         .args(["provision", "plan", "--env", "dev"])
         .args(VARS)
-        .args(["--endpoint", &moto.endpoint, "--dashboards"])
+        .arg("--dashboards")
         .arg(edited.path())
         .arg("--preview")
-        .arg(plan_dir.path())
-        .output()
-        .unwrap();
+        .arg(plan_dir.path());
+    at_emulator(&mut plan, &moto);
+    let output = plan.output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
