@@ -39,8 +39,13 @@ pub const TRUNCATION_MARKER: &str = "...[truncated by agent]";
 pub trait Observer: Send + Sync + std::fmt::Debug {
     /// Every processed event of a batch, in order.
     fn events(&self, _events: &[Event]) {}
-    /// The request timings read from a batch's access-log events.
+    /// The request timings read from a batch's access-log events (only called when
+    /// [`wants_timings`](Self::wants_timings)).
     fn timings(&self, _timings: Vec<RequestTiming>) {}
+    /// Whether it takes timings: the others are never handed a copy.
+    fn wants_timings(&self) -> bool {
+        false
+    }
 }
 
 /// Turns raw lines into events.
@@ -90,13 +95,16 @@ impl Processor {
         if timings.is_empty() {
             return;
         }
-        if let [observer] = self.observers.as_slice() {
-            observer.timings(timings);
-        } else {
-            for observer in &self.observers {
-                observer.timings(timings.clone());
-            }
+        let mut takers = self.observers.iter().filter(|o| o.wants_timings());
+        let Some(mut observer) = takers.next() else {
+            return;
+        };
+        // Each taker but the last gets a copy; the last takes the vector itself.
+        for next in takers {
+            observer.timings(timings.clone());
+            observer = next;
         }
+        observer.timings(timings);
     }
 
     /// One line → one event. Never fails and never drops: a line that is not JSON, or not
@@ -266,7 +274,7 @@ impl EventSender {
         let now = now_ms();
         // Chunks of at most a quarter of the budget, so several sources can make progress
         // and no single acquisition can exceed the whole budget.
-        let chunk_limit = (shared.budget.limit() / 4).max(1);
+        let chunk_limit = self.max_batch_cost().max(1);
         let mut chunk: Vec<Event> = Vec::new();
         let mut cost = 0usize;
         let mut raw_bytes = 0u64;
@@ -324,7 +332,7 @@ impl EventSender {
             .map(|l| shared.processor.process(l, now, &shared.metrics))
             .collect();
         let cost = events.iter().map(Event::cost).sum();
-        if cost > shared.budget.limit() / 4 {
+        if cost > self.max_batch_cost() {
             return Err(TrySendError::TooLarge);
         }
         let count = events.len() as u64;
@@ -529,6 +537,42 @@ mod tests {
             budget.release(batch.cost());
         }
         assert_eq!(budget.in_use(), 0);
+    }
+
+    #[test]
+    fn timings_go_only_to_the_observers_that_take_them() {
+        #[derive(Debug, Default)]
+        struct Counting {
+            wants: bool,
+            got: std::sync::atomic::AtomicUsize,
+        }
+        impl Observer for Counting {
+            fn timings(&self, timings: Vec<RequestTiming>) {
+                self.got
+                    .fetch_add(timings.len(), std::sync::atomic::Ordering::Relaxed);
+            }
+            fn wants_timings(&self) -> bool {
+                self.wants
+            }
+        }
+        let taker = Arc::new(Counting {
+            wants: true,
+            ..Counting::default()
+        });
+        let bystander = Arc::new(Counting::default());
+        let p = processor(1024)
+            .with_observer(bystander.clone())
+            .with_observer(taker.clone());
+        let timing = RequestTiming {
+            route: "/x".into(),
+            method: "GET".into(),
+            status: 200,
+            latency_ms: 1.0,
+            count: 1,
+        };
+        p.record(vec![timing.clone(), timing]);
+        assert_eq!(taker.got.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(bystander.got.load(std::sync::atomic::Ordering::Relaxed), 0);
     }
 
     const EVENT_COST_10: usize = 10 + event::EVENT_OVERHEAD;

@@ -286,6 +286,10 @@ pub fn is_route_template(route: &str) -> bool {
 }
 
 impl Observer for Recorder {
+    fn wants_timings(&self) -> bool {
+        true
+    }
+
     fn timings(&self, timings: Vec<RequestTiming>) {
         self.record_all(timings);
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::fake_cwl::FakeCwl;
 use crate::fault_proxy::{Fault, FaultProxy};
-use crate::support::{Agent, Options, numbered_lines};
+use crate::support::{Agent, Options, numbered_lines, undelivered};
 
 const GRACE_SECS: u64 = 3;
 const LINES: usize = 1_500;
@@ -32,14 +32,6 @@ fn counts(messages: &[String]) -> Vec<u32> {
         }
     }
     seen
-}
-
-fn undelivered(logs: &str) -> u64 {
-    logs.lines()
-        .filter(|line| line.contains("\"undelivered\""))
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find_map(|line| line["undelivered"].as_u64())
-        .expect("the final log line says what was undelivered")
 }
 
 async fn steady_stream_then_sigterm(target: Target, fault: Fault) {
@@ -105,7 +97,7 @@ async fn steady_stream_then_sigterm(target: Target, fault: Fault) {
     let seen = counts(&fake.messages());
     let delivered = seen.iter().filter(|c| **c > 0).count() as u64;
     let duplicates: u64 = seen.iter().map(|c| u64::from(c.saturating_sub(1))).sum();
-    let undelivered = undelivered(&logs);
+    let undelivered = undelivered(&logs).expect("the final log line says what was undelivered");
     // A call the endpoint stored but whose answer never came in time counts as undelivered
     // too (the agent cannot know): so at least every line, never fewer.
     assert!(

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crate::fake_cwl::FakeCwl;
 use crate::fault_proxy::{Fault, FaultProxy};
-use crate::support::{Agent, Options, assert_exactly_once, eventually, numbered_lines};
+use crate::support::{
+    Agent, Options, assert_exactly_once, eventually, numbered_lines, undelivered,
+};
 
 const GRACE_SECS: u64 = 3;
 
@@ -22,14 +24,6 @@ fn assert_exits_in_time(agent: Agent) -> String {
         "exited {took:?} after SIGTERM; the deadline is {GRACE_SECS} s + 1 s\n{logs}"
     );
     logs
-}
-
-/// The `undelivered` count of the agent's final log line.
-fn undelivered(logs: &str) -> Option<u64> {
-    logs.lines()
-        .filter(|line| line.contains("\"undelivered\""))
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find_map(|line| line["undelivered"].as_u64())
 }
 
 fn options(endpoint: &str) -> Options {

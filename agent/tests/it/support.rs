@@ -332,3 +332,11 @@ pub(crate) fn assert_exactly_once(messages: &[String], n: usize) {
         "missing {missing:?}, duplicated {duplicated:?} (of {n})"
     );
 }
+
+/// The `undelivered` count of the agent's final log line.
+pub(crate) fn undelivered(logs: &str) -> Option<u64> {
+    logs.lines()
+        .filter(|line| line.contains("\"undelivered\""))
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|line| line["undelivered"].as_u64())
+}
