@@ -179,6 +179,28 @@ impl SentryOutcome {
     }
 }
 
+/// Why a joined stack trace was cut (`agent_multiline_traces_cut_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MultilineCut {
+    /// It reached `max_lines`.
+    MaxLines,
+    /// It reached `max_bytes`.
+    MaxBytes,
+}
+
+impl MultilineCut {
+    /// Every reason, in label order.
+    pub const ALL: [Self; 2] = [Self::MaxLines, Self::MaxBytes];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxLines => "max_lines",
+            Self::MaxBytes => "max_bytes",
+        }
+    }
+}
+
 /// A point-in-time copy of the counters, for publishing them as CloudWatch metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -216,6 +238,8 @@ pub struct Metrics {
     truncated: IntCounter,
     invalid_utf8: IntCounter,
     redacted: IntCounter,
+    multiline_joined: [IntCounter; 5],
+    multiline_cut: [IntCounter; 2],
     /// Rare (a rejected frame or connection): the label lookup per call is acceptable.
     input_errors: IntCounterVec,
     metric_datums_sent: IntCounter,
@@ -360,6 +384,20 @@ impl Metrics {
                 &r,
                 names::LINES_REDACTED,
                 "Lines in which secrets were replaced.",
+            ),
+            multiline_joined: labelled(
+                &r,
+                names::MULTILINE_JOINED,
+                "Stack traces joined from several lines into one event, by input.",
+                labels::SOURCE,
+                sources,
+            ),
+            multiline_cut: labelled(
+                &r,
+                names::MULTILINE_CUT,
+                "Joined stack traces cut at max_lines or max_bytes (the rest goes on in the next event).",
+                labels::REASON,
+                MultilineCut::ALL.map(MultilineCut::as_str),
             ),
             input_errors: register(
                 &r,
@@ -537,6 +575,16 @@ impl Metrics {
     /// A line that had secrets replaced.
     pub fn redacted(&self) {
         self.redacted.inc();
+    }
+
+    /// Stack traces joined into one event each.
+    pub fn multiline_joined(&self, source: SourceKind, traces: u64) {
+        self.multiline_joined[index(&SourceKind::ALL, &source)].inc_by(traces);
+    }
+
+    /// Joined stack traces cut at a limit.
+    pub fn multiline_cut(&self, reason: MultilineCut, traces: u64) {
+        self.multiline_cut[index(&MultilineCut::ALL, &reason)].inc_by(traces);
     }
 
     /// Current value of the sent-events counter (tests and the shutdown report).

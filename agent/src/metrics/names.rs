@@ -28,6 +28,10 @@ pub const EVENTS_TRUNCATED: &str = "agent_events_truncated_total";
 pub const LINES_INVALID_UTF8: &str = "agent_lines_invalid_utf8_total";
 /// Lines with secrets replaced (counter).
 pub const LINES_REDACTED: &str = "agent_lines_redacted_total";
+/// Stack traces joined from several lines into one event, per `source` (counter).
+pub const MULTILINE_JOINED: &str = "agent_multiline_traces_joined_total";
+/// Joined traces cut at `max_lines` or `max_bytes`, per `reason` (counter).
+pub const MULTILINE_CUT: &str = "agent_multiline_traces_cut_total";
 /// Frames, requests or connections an input rejected, per `source` and `kind` (counter).
 pub const INPUT_ERRORS: &str = "agent_input_errors_total";
 /// CloudWatch metric datums, per `outcome` (counter).

@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::multiline::MultilineConfig;
 use super::redact::DEFAULT_KEYS;
 
 /// Parsing and redaction.
@@ -13,6 +14,9 @@ pub struct PipelineConfig {
     /// JSON key holding the level.
     #[serde(default = "default_level_field")]
     pub level_field: String,
+    /// Stack traces joined into one event (off unless `[pipeline.multiline]` is present).
+    #[serde(default)]
+    pub multiline: MultilineConfig,
     /// Secret removal.
     #[serde(default)]
     pub redaction: RedactionConfig,
@@ -23,6 +27,7 @@ impl Default for PipelineConfig {
         Self {
             timestamp_field: default_timestamp_field(),
             level_field: default_level_field(),
+            multiline: MultilineConfig::default(),
             redaction: RedactionConfig::default(),
         }
     }
@@ -72,6 +77,7 @@ impl PipelineConfig {
         if self.level_field.is_empty() {
             errors.push(format!("{path}.level_field: must not be empty"));
         }
+        errors.extend(self.multiline.validate(&format!("{path}.multiline")));
         errors
     }
 }

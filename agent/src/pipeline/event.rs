@@ -11,6 +11,9 @@ pub struct RawLine {
     pub time_ms: Option<i64>,
     /// The container that wrote the line, when the source knows it (FireLens does).
     pub container: Option<Arc<str>>,
+    /// Which of the container's outputs wrote it, when the source knows it (FireLens's
+    /// `source`: `stdout` or `stderr`): multiline traces are joined per container and origin.
+    pub origin: Option<Arc<str>>,
 }
 
 impl RawLine {
@@ -20,6 +23,7 @@ impl RawLine {
             bytes: bytes.into(),
             time_ms: None,
             container: None,
+            origin: None,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod budget;
 pub mod config;
 pub mod ecs;
 pub mod event;
+pub mod multiline;
 pub mod output;
 pub mod parse;
 pub mod redact;
@@ -56,6 +57,7 @@ pub struct Processor {
     max_event_bytes: usize,
     observers: Vec<Arc<dyn Observer>>,
     fields_request_id: Option<String>,
+    multiline: Option<Arc<multiline::Multiline>>,
 }
 
 impl Processor {
@@ -68,7 +70,15 @@ impl Processor {
             max_event_bytes: max_event_bytes.max(TRUNCATION_MARKER.len() + 4),
             observers: Vec::new(),
             fields_request_id: None,
+            multiline: None,
         }
+    }
+
+    /// Has the line sources (forward, stdin, file) join stack traces with `multiline`
+    /// before sending.
+    pub fn with_multiline(mut self, multiline: Arc<multiline::Multiline>) -> Self {
+        self.multiline = Some(multiline);
+        self
     }
 
     /// Also shows every batch to `observer`.
@@ -350,6 +360,17 @@ impl EventSender {
         self.shared.budget.limit() / 4
     }
 
+    /// A stack-trace joiner for one stream set of this source, when multiline is on.
+    pub fn joiner(&self) -> Option<multiline::Joiner> {
+        let multiline = self.shared.processor.multiline.clone()?;
+        Some(multiline::Joiner::new(multiline))
+    }
+
+    /// The source this sender counts for.
+    pub fn source(&self) -> SourceKind {
+        self.source
+    }
+
     /// The shared metrics (sources count their own errors).
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
@@ -384,6 +405,7 @@ mod tests {
             bytes: br#"{"timestamp":"1970-01-01T00:00:01Z","level":"error"}"#.to_vec(),
             time_ms: Some(5),
             container: None,
+            origin: None,
         };
         let event = p.process(json, 99, &m);
         assert_eq!(event.time_ms, 1000);
@@ -392,6 +414,7 @@ mod tests {
             bytes: b"hello\r".to_vec(),
             time_ms: Some(5),
             container: None,
+            origin: None,
         };
         let event = p.process(plain, 99, &m);
         assert_eq!((event.time_ms, event.message.as_str()), (5, "hello"));

@@ -36,6 +36,7 @@ use crate::config::{Config, Publish};
 use crate::metrics::Metrics;
 use crate::pipeline::budget::MemoryBudget;
 use crate::pipeline::ecs::SharedTaskInfo;
+use crate::pipeline::multiline::Multiline;
 use crate::pipeline::parse::{ParseFields, TimingFieldNames};
 use crate::pipeline::redact::Redactor;
 use crate::pipeline::{Batch, EventSenders, MemoryOutput, Processor};
@@ -93,6 +94,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Topology> {
         recorder.as_ref(),
         sentry.as_ref().map(|(tap, _)| tap),
     );
+    let processor = match multiline(config)? {
+        Some(multiline) => processor.with_multiline(multiline),
+        None => processor,
+    };
     let stop_inputs = CancellationToken::new();
     let (senders, receiver, disk) = outputs(config, processor, &shared, &stop_inputs)?;
     let admin = serve_admin(config, &shared, &recorder, disk.as_ref()).await?;
@@ -164,6 +169,18 @@ fn processor(
             .with_request_id_field(sentry.request_id_field.clone());
     }
     processor
+}
+
+/// The compiled `[pipeline.multiline]` rules, when it is on.
+fn multiline(config: &Config) -> anyhow::Result<Option<Arc<Multiline>>> {
+    let table = &config.pipeline.multiline;
+    if !table.enabled {
+        return Ok(None);
+    }
+    // Validation compiled the same patterns: an error here is a bug, not a bad config.
+    let multiline = Multiline::new(table)
+        .map_err(|errors| anyhow::anyhow!("multiline rules: {}", errors.join("; ")))?;
+    Ok(Some(Arc::new(multiline)))
 }
 
 /// The Sentry sink and its tap; the DSN fetch (Secrets Manager) is bounded, so a stalled

@@ -693,6 +693,7 @@ fn the_batch_span_rule_survives_extreme_event_times() {
             bytes: b"x".to_vec(),
             time_ms: Some(time_ms),
             container: None,
+            origin: None,
         };
         processor.process(line, 0, &metrics)
     };

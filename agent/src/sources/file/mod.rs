@@ -19,6 +19,11 @@
 //! (`send` returned), never further, so after a crash lines are read twice, never lost.
 //! `start_at` only applies to files found by the first scan that the checkpoint does not
 //! know; any file that appears later is read from its start.
+//!
+//! With `[pipeline.multiline]`, stack traces are joined per file. The lines of a trace still
+//! held are not accepted yet, so the checkpoint stays before them
+//! ([`Joiner::held_input_bytes`]); a held trace is sent when it is due (checked every poll),
+//! when the file is truncated, retired or ends with an unfinished line, and at shutdown.
 
 mod checkpoint;
 pub mod config;
@@ -40,6 +45,7 @@ use self::checkpoint::{Checkpoints, Claim, Entry, FileId, Fingerprint};
 pub use self::config::{FileConfig, StartAt};
 use crate::pipeline::EventSender;
 use crate::pipeline::event::RawLine;
+use crate::pipeline::multiline::Joiner;
 
 /// Bytes per `read` call.
 const READ_BYTES: usize = 256 * 1024;
@@ -207,6 +213,11 @@ impl FileSource {
         if self.follow().is_err() {
             tracing::debug!("file source stopping");
         }
+        // Traces still held go now if the pipeline takes them at once; if not, the
+        // checkpoint stays before them and they are read again after a restart.
+        for followed in self.files.values_mut() {
+            let _ = followed.flush_traces(&self.output, true);
+        }
         self.save_checkpoint(true);
     }
 
@@ -305,6 +316,7 @@ impl FileSource {
             last_data: Instant::now(),
             matched: true,
             failing: false,
+            joiner: self.output.out.joiner(),
         };
         self.files.insert(id, followed);
         Some(id)
@@ -336,6 +348,8 @@ impl FileSource {
             } else if !followed.partial.is_empty() && quiet >= self.tuning.idle_flush {
                 tracing::debug!(path = %followed.path.display(), "shipping a last line that has no newline");
                 followed.flush_partial(&self.output)?;
+            } else {
+                followed.flush_traces(&self.output, false)?;
             }
         }
         for id in gone {
@@ -415,6 +429,8 @@ struct Followed {
     matched: bool,
     /// A read error was logged and no read has succeeded since.
     failing: bool,
+    /// Stack traces being joined (with `[pipeline.multiline]`).
+    joiner: Option<Joiner>,
 }
 
 impl Followed {
@@ -524,25 +540,66 @@ impl Followed {
     }
 
     /// Sends `batch` and, once it is accepted, moves the checkpointed offset to `end`, the
-    /// end of its last line.
+    /// end of its last line (less the lines of a stack trace still held).
     fn send(&mut self, output: &Output, batch: &mut Pending, end: u64) -> Result<(), Stopped> {
         if batch.lines.is_empty() {
             return Ok(());
         }
         batch.bytes = 0;
-        output.send(std::mem::take(&mut batch.lines))?;
-        self.committed = end;
+        let mut lines = std::mem::take(&mut batch.lines);
+        if let Some(joiner) = &mut self.joiner {
+            lines = joiner.process(lines, tokio::time::Instant::now(), 0);
+            joiner.report(output.out.metrics(), output.out.source());
+        }
+        if !lines.is_empty() {
+            output.send(lines)?;
+        }
+        self.committed = end.saturating_sub(self.held());
         Ok(())
     }
 
-    /// Ships the unfinished last line as a line of its own.
-    fn flush_partial(&mut self, output: &Output) -> Result<(), Stopped> {
-        if self.partial.is_empty() {
+    /// Input bytes of the stack trace held, if any.
+    fn held(&self) -> u64 {
+        self.joiner.as_ref().map_or(0, Joiner::held_input_bytes)
+    }
+
+    /// Sends the stack traces that are due (`all`: the one held, whatever its age).
+    fn flush_traces(&mut self, output: &Output, all: bool) -> Result<(), Stopped> {
+        let Some(joiner) = &mut self.joiner else {
             return Ok(());
+        };
+        let end = self.committed + joiner.held_input_bytes();
+        let mut lines = Vec::new();
+        match all {
+            true => joiner.flush_all(&mut lines),
+            false => joiner.flush_expired(tokio::time::Instant::now(), &mut lines),
         }
-        let mut batch = Pending::default();
-        batch.push(std::mem::take(&mut self.partial));
-        self.send(output, &mut batch, self.position)
+        joiner.report(output.out.metrics(), output.out.source());
+        if !lines.is_empty() {
+            output.send(lines)?;
+        }
+        self.committed = end.saturating_sub(self.held());
+        Ok(())
+    }
+
+    /// Ships the unfinished last line as a line of its own, and the stack trace held: nothing
+    /// more will follow them in this file. (Together, so that a line without its newline is
+    /// never left held: [`Joiner::held_input_bytes`] counts one per held line.)
+    fn flush_partial(&mut self, output: &Output) -> Result<(), Stopped> {
+        let mut lines = Vec::new();
+        if !self.partial.is_empty() {
+            lines.push(RawLine::new(std::mem::take(&mut self.partial)));
+        }
+        if let Some(joiner) = &mut self.joiner {
+            lines = joiner.process(lines, tokio::time::Instant::now(), 0);
+            joiner.flush_all(&mut lines);
+            joiner.report(output.out.metrics(), output.out.source());
+        }
+        if !lines.is_empty() {
+            output.send(lines)?;
+            self.committed = self.position;
+        }
+        Ok(())
     }
 }
 

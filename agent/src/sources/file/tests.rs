@@ -32,17 +32,18 @@ struct Tail {
 
 impl Tail {
     fn start(config: FileConfig, tuning: Tuning, budget_bytes: usize) -> Self {
-        let fields = ParseFields {
-            timestamp: "timestamp".into(),
-            level: "level".into(),
-            timing: None,
-        };
+        Self::start_with(config, tuning, budget_bytes, processor())
+    }
+
+    fn start_with(
+        config: FileConfig,
+        tuning: Tuning,
+        budget_bytes: usize,
+        processor: Processor,
+    ) -> Self {
         let budget = MemoryBudget::new(budget_bytes);
-        let (senders, rx) = pipeline::channel(
-            Processor::new(fields, None, MIB),
-            budget.clone(),
-            Arc::new(Metrics::default()),
-        );
+        let (senders, rx) =
+            pipeline::channel(processor, budget.clone(), Arc::new(Metrics::default()));
         let shutdown = CancellationToken::new();
         let out = senders.for_source(SourceKind::File);
         let task = tokio::spawn(run_with(config, out, shutdown.clone(), tuning));
@@ -83,6 +84,15 @@ impl Tail {
         }
         rest
     }
+}
+
+fn processor() -> Processor {
+    let fields = ParseFields {
+        timestamp: "timestamp".into(),
+        level: "level".into(),
+        timing: None,
+    };
+    Processor::new(fields, None, MIB)
 }
 
 /// Follows `<dir>/logs/*.log`, checkpointing to `<dir>/state/checkpoint.json`.
@@ -443,4 +453,76 @@ fn split_lines_keeps_the_unfinished_line_cuts_it_at_the_limit_and_stops_when_ful
     // A complete line is never cut here (the pipeline truncates it); an unfinished one is.
     assert_eq!(lines, [&b"abcdefghi"[..], b"xyzz", b"zzzz"]);
     assert_eq!(batch.bytes, 17);
+}
+
+// ---- Stack traces ---------------------------------------------------------------------
+
+/// A tail whose pipeline joins stack traces after `flush_ms`, checkpointing often.
+fn multiline_tail(dir: &Path, flush_ms: u64) -> Tail {
+    use crate::pipeline::multiline::{Multiline, MultilineConfig};
+    let config = MultilineConfig {
+        enabled: true,
+        flush_ms,
+        ..MultilineConfig::default()
+    };
+    let processor = processor().with_multiline(Arc::new(Multiline::new(&config).unwrap()));
+    let tuning = Tuning {
+        checkpoint_every: Duration::from_millis(10),
+        ..Tuning::default()
+    };
+    Tail::start_with(config_of(dir), tuning, MIB, processor)
+}
+
+fn config_of(dir: &Path) -> FileConfig {
+    config(dir, StartAt::Beginning)
+}
+
+fn checkpointed(dir: &Path) -> Option<u64> {
+    stored(dir).first().map(|entry| entry.offset)
+}
+
+const TRACE: &str = "java.lang.IllegalStateException: boom\n\tat App.run(App.java:3)\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_trace_keeps_the_checkpoint_before_it_until_sent_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log(dir.path(), "app.log");
+    append(&path, format!("ordinary\n{TRACE}").as_bytes());
+    let mut tail = multiline_tail(dir.path(), 60_000);
+    assert_eq!(tail.lines(1).await, ["ordinary"]);
+    eventually("the checkpoint past the ordinary line", || {
+        checkpointed(dir.path()) == Some(9)
+    })
+    .await;
+    append(&path, b"\t... 4 more\n");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        checkpointed(dir.path()),
+        Some(9),
+        "held lines are not accepted yet"
+    );
+    let rest = tail.stop().await;
+    assert_eq!(
+        rest,
+        [format!("{}\t... 4 more", TRACE)],
+        "the trace held at shutdown is sent"
+    );
+    let size = fs::metadata(&path).unwrap().len();
+    assert_eq!(checkpointed(dir.path()), Some(size));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_is_sent_when_due_and_the_checkpoint_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log(dir.path(), "app.log");
+    let mut tail = multiline_tail(dir.path(), 100);
+    first_scan_done(dir.path()).await;
+    append(&path, TRACE.as_bytes());
+    assert_eq!(tail.lines(1).await, [TRACE.trim_end()]);
+    let size = fs::metadata(&path).unwrap().len();
+    eventually("the checkpoint past the trace", || {
+        checkpointed(dir.path()) == Some(size)
+    })
+    .await;
+    assert!(tail.stop().await.is_empty());
 }

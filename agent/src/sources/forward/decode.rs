@@ -373,6 +373,8 @@ pub struct Record<'a> {
     pub time_ms: Option<i64>,
     /// The `container_name` field (FireLens sets it).
     pub container: Option<&'a [u8]>,
+    /// The `source` field: which output of the container wrote it (`stdout`, `stderr`).
+    pub origin: Option<&'a [u8]>,
     /// The line to ship.
     pub body: Body<'a>,
     /// Set when the record is one part of a line the runtime split.
@@ -603,6 +605,7 @@ fn record(
     };
     let mut log = None;
     let mut container = None;
+    let mut origin = None;
     let mut is_partial = false;
     let mut partial_id = None;
     let mut ordinal = None;
@@ -614,6 +617,7 @@ fn record(
         match (key, value) {
             (b"log", Value::Str(v) | Value::Bin(v)) => log = Some(v),
             (b"container_name", Value::Str(v) | Value::Bin(v)) => container = Some(v),
+            (b"source", Value::Str(v) | Value::Bin(v)) => origin = Some(v),
             (b"partial_message", v) => {
                 is_partial = matches!(v, Value::Str(b"true") | Value::Bool(true))
             }
@@ -639,6 +643,7 @@ fn record(
     each(Record {
         time_ms,
         container,
+        origin,
         body,
         partial,
     })

@@ -12,6 +12,7 @@ pub mod config;
 pub mod decode;
 #[cfg(test)]
 mod tests;
+mod traces;
 
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -30,6 +31,7 @@ use tracing::Instrument;
 
 pub use self::config::ForwardConfig;
 use self::decode::{Body, DecodeError, Decoder, FrameScanner, Partial, Record};
+use self::traces::Traces;
 use crate::metrics::SourceKind;
 use crate::pipeline::event::RawLine;
 use crate::pipeline::{EventSender, TRUNCATION_MARKER};
@@ -295,6 +297,8 @@ struct Connection {
     scanner: FrameScanner,
     decoder: Decoder,
     lines: Lines,
+    /// Stack traces being joined (with `[pipeline.multiline]`).
+    traces: Option<Traces>,
     /// Time spent waiting for the bytes of the frame in progress.
     frame_waited: Duration,
 }
@@ -303,10 +307,11 @@ impl Connection {
     fn new(limits: Limits, out: EventSender) -> Self {
         Self {
             limits,
-            out,
             scanner: FrameScanner::new(),
             decoder: Decoder::new(limits.max_frame_bytes),
             lines: Lines::new(limits.max_partial_bytes, limits.partial_timeout),
+            traces: out.joiner().map(Traces::new),
+            out,
             frame_waited: Duration::ZERO,
         }
     }
@@ -324,7 +329,7 @@ impl Connection {
         }
         self.lines.partials.drain(&mut self.lines.assembled);
         self.lines.commit();
-        let delivered = self.deliver(&mut stream).await;
+        let delivered = self.deliver(&mut stream, true).await;
         let _ = stream.shutdown().await;
         result.and(delivered)
     }
@@ -338,10 +343,10 @@ impl Connection {
         loop {
             if let Err(error) = self.decode_buffered(&mut buffer, stream).await {
                 // Frames before the bad one were good: deliver and ack them first.
-                self.deliver(stream).await?;
+                self.deliver(stream, false).await?;
                 return Err(error);
             }
-            self.deliver(stream).await?;
+            self.deliver(stream, false).await?;
             if shutdown.is_cancelled() {
                 return Ok(());
             }
@@ -359,7 +364,10 @@ impl Connection {
             }
             let read = if buffer.is_empty() {
                 self.frame_waited = Duration::ZERO;
-                let expiry = self.lines.partials.next_deadline();
+                let expiry = earliest(
+                    self.lines.partials.next_deadline(),
+                    self.traces.as_ref().and_then(Traces::next_deadline),
+                );
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
                     read = stream.read_buf(&mut buffer) => read?,
@@ -440,7 +448,7 @@ impl Connection {
             }
             buffer.advance(len);
             if self.lines.bytes >= MAX_BATCH_BYTES || self.lines.batch.len() >= MAX_BATCH_LINES {
-                self.deliver(stream).await?;
+                self.deliver(stream, false).await?;
             }
             decoded += 1;
             if decoded.is_multiple_of(YIELD_EVERY_FRAMES) {
@@ -453,24 +461,36 @@ impl Connection {
     }
 
     /// Hands the batch to the pipeline (waiting while it is full), then writes the acks of
-    /// the frames it came from.
+    /// the frames it came from. With multiline, stack traces are joined first, and the acks
+    /// of frames whose lines are held in a trace wait for it; `close` ships every trace.
     async fn deliver<S: AsyncWrite + Unpin>(
         &mut self,
         stream: &mut S,
+        close: bool,
     ) -> Result<(), ConnectionError> {
-        if !self.lines.batch.is_empty() {
-            let batch = self.lines.take();
+        let mut batch = match self.lines.batch.is_empty() {
+            true => Vec::new(),
+            false => self.lines.take(),
+        };
+        let mut ready = self.lines.acks.len();
+        if let Some(traces) = &mut self.traces {
+            (batch, ready) = traces.join(batch, ready, close, self.out.metrics());
+        }
+        if !batch.is_empty() {
             self.out
                 .send(batch)
                 .await
                 .map_err(|_| ConnectionError::PipelineClosed)?;
         }
-        if !self.lines.acks.is_empty() {
+        if ready > 0 {
             let timeout = self.limits.idle_timeout;
-            tokio::time::timeout(timeout, stream.write_all(&self.lines.acks))
+            tokio::time::timeout(timeout, stream.write_all(&self.lines.acks[..ready]))
                 .await
                 .map_err(|_| ConnectionError::AckTimeout(timeout))??;
-            self.lines.acks.clear();
+            self.lines.acks.drain(..ready);
+        }
+        if let Some(traces) = &mut self.traces {
+            traces.wrote(ready, self.lines.acks.len());
         }
         Ok(())
     }
@@ -494,6 +514,8 @@ struct Lines {
     /// The last container name seen: records of one connection nearly always share it,
     /// so its `Arc` is reused rather than allocated per line.
     container: Option<Arc<str>>,
+    /// The origins seen (`stdout`, `stderr`), likewise.
+    origins: Vec<Arc<str>>,
 }
 
 impl Lines {
@@ -506,6 +528,7 @@ impl Lines {
             frame_cost: 0,
             partials: Partials::new(max_partial_bytes, partial_timeout),
             container: None,
+            origins: Vec::new(),
         }
     }
 
@@ -522,10 +545,16 @@ impl Lines {
             return Err(DecodeError::Oversize { limit });
         }
         let container = record.container.map(|name| self.container(name));
+        let origin = record.origin.map(|name| self.origin(name));
         match (record.body, record.partial) {
             (Body::Log(log), Some(part)) => {
-                self.partials
-                    .push(part, log, record.time_ms, container, &mut self.assembled);
+                let line = RawLine {
+                    bytes: Vec::new(),
+                    time_ms: record.time_ms,
+                    container,
+                    origin,
+                };
+                self.partials.push(part, log, line, &mut self.assembled);
             }
             (body, _) => {
                 let bytes = body.into_vec();
@@ -534,6 +563,7 @@ impl Lines {
                     bytes,
                     time_ms: record.time_ms,
                     container,
+                    origin,
                 });
             }
         }
@@ -549,6 +579,18 @@ impl Lines {
                 fresh
             }
         }
+    }
+
+    fn origin(&mut self, name: &[u8]) -> Arc<str> {
+        if let Some(known) = self.origins.iter().find(|o| o.as_bytes() == name) {
+            return known.clone();
+        }
+        let fresh: Arc<str> = String::from_utf8_lossy(name).into();
+        // A handful is all FireLens sends; a sender inventing more gets fresh ones.
+        if self.origins.len() < 4 {
+            self.origins.push(fresh.clone());
+        }
+        fresh
     }
 
     fn mark(&self) -> (usize, usize) {
@@ -580,6 +622,17 @@ impl Lines {
         let capacity = self.batch.len().min(MAX_BATCH_LINES);
         self.bytes = 0;
         std::mem::replace(&mut self.batch, Vec::with_capacity(capacity))
+    }
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(
+    a: Option<tokio::time::Instant>,
+    b: Option<tokio::time::Instant>,
+) -> Option<tokio::time::Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -628,8 +681,8 @@ struct Assembly {
     seen: u64,
     last: Option<u64>,
     truncated: bool,
-    time_ms: Option<i64>,
-    container: Option<Arc<str>>,
+    /// The first part's time, container and origin (its bytes are `data`).
+    meta: RawLine,
     /// When its first part arrived.
     opened: tokio::time::Instant,
     /// The last frame that brought a part.
@@ -672,14 +725,8 @@ impl Partials {
         }
     }
 
-    fn push(
-        &mut self,
-        part: Partial<'_>,
-        log: &[u8],
-        time_ms: Option<i64>,
-        container: Option<Arc<str>>,
-        out: &mut Shipped,
-    ) {
+    /// Adds a part; `meta` carries the record's time, container and origin (no bytes).
+    fn push(&mut self, part: Partial<'_>, log: &[u8], meta: RawLine, out: &mut Shipped) {
         let index = match self.open.iter().position(|open| open.id == part.id) {
             Some(index) => index,
             None => {
@@ -693,8 +740,7 @@ impl Partials {
                     seen: 0,
                     last: None,
                     truncated: false,
-                    time_ms,
-                    container,
+                    meta,
                     opened: tokio::time::Instant::now(),
                     frame: self.frame,
                     acks: Vec::new(),
@@ -831,8 +877,7 @@ impl Assembly {
         }
         RawLine {
             bytes: self.data,
-            time_ms: self.time_ms,
-            container: self.container,
+            ..self.meta
         }
     }
 }

@@ -574,7 +574,11 @@ fn part(p: &mut Partials, id: &str, ordinal: u64, last: bool, text: &str, out: &
         ordinal: Some(ordinal),
         last,
     };
-    p.push(partial, text.as_bytes(), Some(ordinal as i64), None, out);
+    let meta = RawLine {
+        time_ms: Some(ordinal as i64),
+        ..RawLine::new(Vec::new())
+    };
+    p.push(partial, text.as_bytes(), meta, out);
 }
 
 /// The reassembler with the default timeout.
@@ -1345,5 +1349,127 @@ async fn waiting_for_the_pipeline_does_not_count_against_a_frame() {
     read_ack(&mut client, "3").await;
     assert_eq!(receive(&mut rx, 1).await, ["ABCDEFGHIJ"]);
     drop(client);
+    finished(task).await.unwrap();
+}
+
+// ---- Stack traces ---------------------------------------------------------------------
+
+/// A forward sender whose pipeline joins stack traces after `flush_ms`.
+fn multiline_pipeline(flush_ms: u64) -> (EventSender, mpsc::Receiver<Batch>) {
+    use crate::pipeline::multiline::{Multiline, MultilineConfig};
+    let fields = ParseFields {
+        timestamp: "timestamp".into(),
+        level: "level".into(),
+        timing: None,
+    };
+    let config = MultilineConfig {
+        enabled: true,
+        flush_ms,
+        ..MultilineConfig::default()
+    };
+    let processor = Processor::new(fields, None, 256 * 1024)
+        .with_multiline(Arc::new(Multiline::new(&config).unwrap()));
+    let budget = MemoryBudget::new(MAX);
+    let (senders, rx) = crate::pipeline::channel(processor, budget, Arc::new(Metrics::default()));
+    (senders.for_source(SourceKind::Forward), rx)
+}
+
+/// A FireLens record of `container`'s `origin` output.
+fn firelens(container: &str, origin: &str, line: &str, chunk: &str) -> Vec<u8> {
+    let fields = [
+        ("container_name", container),
+        ("source", origin),
+        ("log", line),
+    ];
+    message(Time::Int(7), &fields, Some(chunk))
+}
+
+async fn assert_no_ack_for<R: AsyncRead + Unpin>(reader: &mut R, wait: Duration, why: &str) {
+    let mut early = vec![0; 1];
+    assert!(
+        tokio::time::timeout(wait, reader.read(&mut early))
+            .await
+            .is_err(),
+        "{why}"
+    );
+}
+
+#[tokio::test]
+async fn a_trace_is_joined_per_container_and_origin_and_its_frames_acks_wait_for_it() {
+    let (out, mut rx) = multiline_pipeline(400);
+    let metrics_out = out.clone();
+    let (mut client, task) = connect(limits(IDLE_TIMEOUT), out, &CancellationToken::new());
+    let frames = [
+        firelens(
+            "api",
+            "stderr",
+            "java.lang.IllegalStateException: boom",
+            "c1",
+        ),
+        firelens("api", "stdout", "GET /api/users/42 200", "c2"),
+        firelens("web", "stderr", "\tat App.main(App.java:9)", "c3"),
+        firelens("api", "stderr", "\tat App.main(App.java:3)", "c4"),
+    ];
+    for frame in &frames {
+        client.write_all(frame).await.unwrap();
+    }
+    // Ordinary lines pass at once, the trace waits for flush_ms, and so do the acks of the
+    // frames that came with its lines.
+    assert_eq!(
+        receive(&mut rx, 2).await,
+        ["GET /api/users/42 200", "\tat App.main(App.java:9)"]
+    );
+    assert_no_ack_for(
+        &mut client,
+        Duration::from_millis(150),
+        "no ack while a line is held",
+    )
+    .await;
+    for chunk in ["c1", "c2", "c3", "c4"] {
+        read_ack(&mut client, chunk).await;
+    }
+    assert_eq!(
+        receive(&mut rx, 1).await,
+        ["java.lang.IllegalStateException: boom\n\tat App.main(App.java:3)"]
+    );
+    let text = metrics_out
+        .metrics()
+        .render(crate::metrics::BufferUsage::default());
+    assert!(text.contains("agent_multiline_traces_joined_total{source=\"forward\"} 1\n"));
+    drop(client);
+    finished(task).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_trace_held_at_shutdown_is_sent_and_then_acked() {
+    let (out, mut rx) = multiline_pipeline(60_000);
+    let shutdown = CancellationToken::new();
+    let (mut client, task) = connect(limits(IDLE_TIMEOUT), out, &shutdown);
+    client
+        .write_all(&firelens(
+            "api",
+            "stderr",
+            "Traceback (most recent call last):",
+            "c1",
+        ))
+        .await
+        .unwrap();
+    client
+        .write_all(&firelens(
+            "api",
+            "stderr",
+            "  File \"app.py\", line 1, in <module>",
+            "c2",
+        ))
+        .await
+        .unwrap();
+    assert_no_ack_for(&mut client, Duration::from_millis(150), "held, not acked").await;
+    shutdown.cancel();
+    read_ack(&mut client, "c1").await;
+    read_ack(&mut client, "c2").await;
+    assert_eq!(
+        receive(&mut rx, 1).await,
+        ["Traceback (most recent call last):\n  File \"app.py\", line 1, in <module>"]
+    );
     finished(task).await.unwrap();
 }

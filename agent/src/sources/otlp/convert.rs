@@ -520,6 +520,7 @@ pub fn log_line(record: &LogRecord, service: Option<&str>, container: Option<Arc
         bytes: Json::Object(object).to_string().into_bytes(),
         time_ms: (time_unix_nano != 0).then_some((time_unix_nano / 1_000_000) as i64),
         container,
+        origin: None,
     }
 }
 
