@@ -165,6 +165,60 @@ max_in_flight = 0
 }
 
 #[test]
+fn multiline_is_off_unless_its_table_is_present() {
+    let config = Config::parse(MINIMAL, &env(&[])).unwrap();
+    assert!(!config.pipeline.multiline.enabled);
+    let on = format!("{MINIMAL}\n[pipeline.multiline]\n");
+    let config = Config::parse(&on, &env(&[])).unwrap();
+    let multiline = &config.pipeline.multiline;
+    assert!(multiline.enabled);
+    assert_eq!(multiline.rules.len(), 5, "every built-in rule by default");
+    assert_eq!(
+        (multiline.flush_ms, multiline.max_lines, multiline.max_bytes),
+        (1000, 500, 256 * 1024)
+    );
+    let off = format!("{on}enabled = false\n");
+    assert!(
+        !Config::parse(&off, &env(&[]))
+            .unwrap()
+            .pipeline
+            .multiline
+            .enabled
+    );
+}
+
+#[test]
+fn validate_rejects_bad_multiline_keys_with_their_paths() {
+    let text = format!(
+        r#"{MINIMAL}
+[pipeline.multiline]
+rules = ["java", "cobol"]
+flush_ms = 0
+max_bytes = 12
+colour = "red"
+custom = [{{ name = "spring", start = "^(", continue = "^\\s", flavour = 1 }}]
+"#
+    );
+    let errors = Config::parse(&text, &env(&[])).unwrap_err().0;
+    let paths: Vec<&str> = errors
+        .iter()
+        .map(|e| e.split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "pipeline.multiline.colour",
+            "pipeline.multiline.custom.0.flavour",
+            "pipeline.multiline.flush_ms",
+            "pipeline.multiline.max_bytes",
+            "pipeline.multiline.rules[1]",
+            "pipeline.multiline.custom[0].start",
+        ],
+        "{errors:#?}"
+    );
+}
+
+#[test]
 fn validate_rejects_counting_requests_twice() {
     let both = format!("{MINIMAL}\n[sources.otlp]\n");
     let errors = Config::parse(&both, &env(&[])).unwrap_err().0;
