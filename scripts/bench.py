@@ -4,12 +4,16 @@ fast fake CloudWatch Logs endpoint (../shared/bench/fake-cwl), per input (stdin,
 Fluent Forward). Prints lines/s, MiB/s, CPU seconds and peak RSS (VmHWM, read from /proc
 while the agent runs: wait4's ru_maxrss would include the Python parent's RSS at fork), and
 checks that the endpoint counted every line. With --baseline BIN the runs of both binaries
-are interleaved and same-sitting ratios printed. With --rate B/s it instead feeds a file the
+are interleaved and same-sitting ratios printed; with --multiline both, the runs of the one
+binary with [pipeline.multiline] off and on (every built-in rule; W1 holds no trace) are, and
+--plain makes every W1 line plain text (prefixed, so not JSON: multiline's literal scan then
+looks at every line). With --rate B/s it instead feeds a file the
 agent tails at that steady rate for --duration seconds and prints the CPU share of one core
 and the RSS, the figures ECS task sizing needs. A benchmark, not a test: run it by hand on a
 quiet machine.
 
 usage: scripts/bench.sh [--lines N] [--runs R] [--inputs stdin,file,forward] [--baseline BIN]
+                        [--multiline off|on|both] [--plain]
        scripts/bench.sh --rate 1000000 [--duration 60]
 """
 import argparse, json, os, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
@@ -58,7 +62,7 @@ def proc_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def agent_config(tmp, endpoint, admin, source):
+def agent_config(tmp, endpoint, admin, source, multiline=False):
     return f"""
 memory_limit_mib = {MEMORY_MIB}
 shutdown_grace_secs = 25
@@ -72,7 +76,10 @@ region = "us-east-1"
 max_in_flight = {IN_FLIGHT}
 [metrics]
 publish = "none"        # request metrics are still extracted; nothing leaves loopback
-""" + ("" if DISK_BUFFER == "off" else f"""
+""" + ("" if not multiline else """
+[pipeline.multiline]
+rules = ["java", "python", "go", "node", "ruby"]
+""") + ("" if DISK_BUFFER == "off" else f"""
 [disk_buffer]
 path = "{os.path.join(tmp, 'buffer')}"
 fsync = "{DISK_BUFFER}"
@@ -100,7 +107,7 @@ def forward_frames(lines_path, out_path, per_frame=1000):
             flush()
 
 
-def run_once(agent_bin, fake_bin, lines_path, frames_path, n, size, source):
+def run_once(agent_bin, fake_bin, lines_path, frames_path, n, size, source, multiline=False):
     fake_port, admin = free_port(), free_port()
     fake = subprocess.Popen([fake_bin, "--port", str(fake_port)], stdout=subprocess.DEVNULL)
     try:
@@ -113,7 +120,7 @@ def run_once(agent_bin, fake_bin, lines_path, frames_path, n, size, source):
                 "forward": f'[sources.forward]\naddress = "127.0.0.1:{fwd_port}"',
             }[source]
             cfg = os.path.join(tmp, "agent.toml")
-            open(cfg, "w").write(agent_config(tmp, f"http://127.0.0.1:{fake_port}", admin, src))
+            open(cfg, "w").write(agent_config(tmp, f"http://127.0.0.1:{fake_port}", admin, src, multiline))
             env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                        AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
             stdin = open(lines_path, "rb") if source == "stdin" else subprocess.DEVNULL
@@ -222,44 +229,57 @@ def main():
     ap.add_argument("--sentry", action="store_true",
                     help="with the Sentry sink on (breadcrumbs of every line; sends fail fast)")
     ap.add_argument("--baseline", help="another agent binary, run interleaved with --agent (same sitting)")
+    ap.add_argument("--multiline", choices=["off", "on", "both"], default="off",
+                    help="[pipeline.multiline] with every built-in rule; both: off and on interleaved (same binary)")
+    ap.add_argument("--plain", action="store_true", help="W1 lines as plain text (not JSON)")
     ap.add_argument("--rate", type=float, help="steady mode: bytes/s appended to a tailed file")
     ap.add_argument("--duration", type=float, default=60, help="steady mode: seconds")
     a = ap.parse_args()
     globals()["DISK_BUFFER"] = a.disk_buffer
     globals()["SENTRY"] = a.sentry
+    if a.multiline == "both" and a.baseline:
+        raise SystemExit("--multiline both compares configurations of one binary: not with --baseline")
     globals()["MEMORY_MIB"] = a.memory_mib
     globals()["IN_FLIGHT"] = a.in_flight
     work = tempfile.mkdtemp(prefix="bench-")
     lines_path, frames_path = os.path.join(work, "w1.ndjson"), os.path.join(work, "w1.forward")
     with open(lines_path, "wb") as f:
         subprocess.run([sys.executable, os.path.join(ROOT, "../shared/bench/gen_logs.py"), str(a.lines)], stdout=f, check=True)
+    if a.plain:
+        text = open(lines_path, "rb").read()
+        open(lines_path, "wb").write(b"".join(b"plain " + l for l in text.splitlines(keepends=True)))
     size = os.path.getsize(lines_path)
     print(f"W1: {a.lines} lines, {size / 2**20:.1f} MiB, {size / a.lines:.0f} B/line; {a.runs} runs per input, medians; "
-          f"memory_limit_mib = {a.memory_mib}, max_in_flight = {a.in_flight}, disk buffer: {a.disk_buffer}, sentry: {'on' if a.sentry else 'off'}")
+          f"memory_limit_mib = {a.memory_mib}, max_in_flight = {a.in_flight}, disk buffer: {a.disk_buffer}, sentry: {'on' if a.sentry else 'off'}, "
+          f"multiline: {a.multiline}{', plain text' if a.plain else ''}")
     if a.rate:
         steady_rate(a.agent, a.fake, a.rate, a.duration, lines_path)
         return
     if "forward" in a.inputs:
         forward_frames(lines_path, frames_path)
-    agents = [("agent", a.agent)] + ([("baseline", a.baseline)] if a.baseline else [])
+    on = a.multiline == "on"
+    agents = [("agent", a.agent, on)] + ([("baseline", a.baseline, on)] if a.baseline else [])
+    if a.multiline == "both":
+        agents = [("ml-on", a.agent, True), ("ml-off", a.agent, False)]
     print(f"{'binary':<9} {'input':<8} {'lines/s':>10} {'MiB/s':>7} {'CPU s/1M':>9} {'peak RSS MiB':>13} {'counted':>9}  runs (lines/s)")
     for source in a.inputs.split(","):
-        runs = {name: [] for name, _ in agents}
+        runs = {name: [] for name, _, _ in agents}
         for _ in range(a.runs):
-            for name, binary in agents:
-                runs[name].append(run_once(binary, a.fake, lines_path, frames_path, a.lines, size, source))
+            for name, binary, multiline in agents:
+                runs[name].append(run_once(binary, a.fake, lines_path, frames_path, a.lines, size, source, multiline))
         medians = {}
-        for name, _ in agents:
+        for name, _, _ in agents:
             med = lambda k: statistics.median(r[k] for r in runs[name])
             medians[name] = {k: med(k) for k in ("lines_s", "cpu", "rss_mib")}
             counted = min(r["events"] for r in runs[name])
             print(f"{name:<9} {source:<8} {med('lines_s'):>10,.0f} {med('mib_s'):>7.1f} {med('cpu') * 1e6 / a.lines:>9.2f} {med('rss_mib'):>13.1f} "
                   f"{counted:>9}  {[round(r['lines_s']) for r in runs[name]]}" + ("" if counted == a.lines else "  LOST EVENTS"))
-        if a.baseline:
-            new, old = medians["agent"], medians["baseline"]
+        if a.baseline or a.multiline == "both":
+            (new_name, _, _), (old_name, _, _) = agents
+            new, old = medians[new_name], medians[old_name]
             print(f"{'ratio':<9} {source:<8} {new['lines_s'] / old['lines_s']:>10.2f} {'':>7} {new['cpu'] / old['cpu']:>9.2f} "
-                  f"{new['rss_mib'] / old['rss_mib']:>13.2f}   (agent / baseline)")
-    for name, binary in agents:
+                  f"{new['rss_mib'] / old['rss_mib']:>13.2f}   ({new_name} / {old_name})")
+    for name, binary, _ in agents[:2 if a.multiline != "both" else 1]:
         print(f"idle RSS of {name} (forward source, nothing flowing): {idle_rss(binary, a.fake):.1f} MiB")
 
 
