@@ -1,7 +1,8 @@
 //! The observability sidecar.
 //!
 //! Architecture: **sources** (`sources/`: Fluent Forward as FireLens speaks it, stdin, file
-//! tail, HTTP) hand raw lines to the **pipeline** (`pipeline/`: parse once, redact, ECS
+//! tail, HTTP) hand raw lines (stack traces joined first, `pipeline/multiline`, when
+//! configured) to the **pipeline** (`pipeline/`: parse once, redact, ECS
 //! metadata, a hard memory ceiling that slows inputs instead of growing), whose receiver
 //! feeds the **sinks** (`sinks/`: CloudWatch Logs, batching within the PutLogEvents rules,
 //! retrying with backoff). Shutdown flows downstream: SIGTERM makes the agent unready,

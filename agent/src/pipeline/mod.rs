@@ -360,7 +360,7 @@ impl EventSender {
         self.shared.budget.limit() / 4
     }
 
-    /// A stack-trace joiner for one stream set of this source, when multiline is on.
+    /// A new stack-trace joiner (one per connection, file or stdin), when multiline is on.
     pub fn joiner(&self) -> Option<multiline::Joiner> {
         let multiline = self.shared.processor.multiline.clone()?;
         Some(multiline::Joiner::new(multiline))

@@ -11,7 +11,7 @@
 //! few literals (`Exception`, `Error`, `Traceback`, `panic`, ...), found with one SIMD
 //! multi-literal scan, unless a custom rule asks for every line.
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::bytes::Regex;
 
 use super::config::{BuiltinRule, CustomRule};
@@ -218,12 +218,21 @@ impl Rules {
             machines.push(Machine::from_table(transitions).map_err(|e| vec![e])?);
             literals.extend(words.iter().copied());
         }
+        literals.sort_unstable();
+        literals.dedup();
         if !errors.is_empty() {
             return Err(errors);
         }
+        // Leftmost-first, not the standard semantics, because only the leftmost kinds get
+        // the packed SIMD (Teddy) searcher: on a 300-byte line 46 ns instead of 500.
         let literals = match literals.is_empty() {
             true => None,
-            false => Some(AhoCorasick::new(&literals).map_err(|e| vec![e.to_string()])?),
+            false => Some(
+                AhoCorasickBuilder::new()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .build(&literals)
+                    .map_err(|e| vec![e.to_string()])?,
+            ),
         };
         Ok(Self {
             machines,
