@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+use crate::aws::AwsKeys;
+
 /// Retention periods CloudWatch Logs accepts (PutRetentionPolicy).
 pub const VALID_RETENTION_DAYS: [u32; 22] = [
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
@@ -49,6 +51,24 @@ pub struct CloudWatchLogsConfig {
     /// Longest wait between retries, in ms.
     #[serde(default = "default_max_backoff_ms")]
     pub max_backoff_ms: u64,
+    /// IAM role this sink's calls assume (cross-account delivery), on top of the default
+    /// credentials (the task role); unset: the default credentials sign.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// `sts:ExternalId` the role's trust policy asks for (only with `role_arn`).
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Session name of the assumed role (only with `role_arn`; default `agent`).
+    #[serde(default)]
+    pub session_name: Option<String>,
+    /// FIPS endpoints (`logs-fips.<region>.amazonaws.com`); default from
+    /// `AWS_USE_FIPS_ENDPOINT`. Not with `endpoint`.
+    #[serde(default)]
+    pub use_fips: Option<bool>,
+    /// Dual-stack (IPv4 + IPv6) endpoints (`logs.<region>.api.aws`); default from
+    /// `AWS_USE_DUALSTACK_ENDPOINT`. Not with `endpoint`.
+    #[serde(default)]
+    pub use_dualstack: Option<bool>,
 }
 
 fn default_log_stream() -> String {
@@ -127,6 +147,20 @@ impl CloudWatchLogsConfig {
             (10..=300_000).contains(&self.max_backoff_ms),
             ".max_backoff_ms: must be 10..=300000".into(),
         );
+        errors.extend(self.aws().validate(path));
         errors
+    }
+
+    /// Where this sink's client calls and as whom.
+    pub fn aws(&self) -> AwsKeys<'_> {
+        AwsKeys {
+            region: self.region.as_deref(),
+            endpoint: self.endpoint.as_deref(),
+            use_fips: self.use_fips,
+            use_dualstack: self.use_dualstack,
+            role_arn: self.role_arn.as_deref(),
+            external_id: self.external_id.as_deref(),
+            session_name: self.session_name.as_deref(),
+        }
     }
 }

@@ -42,16 +42,15 @@ pub struct CloudWatchLogsSink {
     abandon: CancellationToken,
 }
 
-/// Builds the SDK client: region and endpoint from the config or the standard environment
-/// (`AWS_REGION`, `AWS_ENDPOINT_URL`), the SDK's own retries off (ours decide).
+/// Builds the SDK client: region, endpoint (or FIPS / dual-stack) and role from the config
+/// or the standard environment (`AWS_REGION`, `AWS_ENDPOINT_URL`, ...), the SDK's own retries
+/// off (ours decide).
 pub async fn client(config: &CloudWatchLogsConfig) -> Client {
     Client::new(
-        &crate::sinks::sdk_config(
-            config.region.as_deref(),
-            config.endpoint.as_deref(),
-            Duration::from_millis(config.request_timeout_ms),
-        )
-        .await,
+        &config
+            .aws()
+            .sdk_config(Duration::from_millis(config.request_timeout_ms))
+            .await,
     )
 }
 
