@@ -107,6 +107,11 @@ impl SentrySink {
         self.transport.url().to_string()
     }
 
+    /// The proxy envelopes go through, if any (no credentials in it).
+    pub fn proxy(&self) -> Option<String> {
+        self.transport.proxy().map(ToString::to_string)
+    }
+
     fn count(&self, outcome: SentryOutcome) {
         self.shared.metrics.sentry(outcome, 1);
     }
