@@ -10,6 +10,8 @@ mod fault_matrix;
 mod fault_proxy;
 mod faults;
 mod hostile;
+mod outbound;
+mod outbound_proxy;
 #[cfg(feature = "preview")]
 mod preview;
 mod promtool;

@@ -94,6 +94,8 @@ pub(crate) struct Options {
     pub(crate) metrics: String,
     /// Root keys placed before every table.
     pub(crate) prelude: String,
+    /// Environment variables of the agent beyond the test credentials.
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -105,6 +107,7 @@ impl Options {
             extra: String::new(),
             metrics: "[metrics]\npublish = \"none\"\n".into(),
             prelude: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -146,6 +149,7 @@ request_timeout_ms = 2000
         let mut child = agent_command()
             .args(["run", "--config"])
             .arg(&path)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
