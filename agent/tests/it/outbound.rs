@@ -133,7 +133,7 @@ async fn every_client_goes_through_the_proxy_and_no_proxy_bypasses_it() {
             .head
             .starts_with(&format!("post {}/ http/1.1", moto.endpoint))
     );
-    assert_eq!(proxy.tunnels(), [sentry.clone()], "{logs}");
+    assert_eq!(proxy.tunnels(), [sentry], "{logs}");
     assert_eq!(stored(&moto, testing()).await, 21);
 
     let before = (proxy.forwarded().len(), proxy.tunnels().len());
