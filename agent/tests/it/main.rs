@@ -10,6 +10,7 @@ mod fault_matrix;
 mod fault_proxy;
 mod faults;
 mod hostile;
+mod parity;
 #[cfg(feature = "preview")]
 mod preview;
 mod promtool;
