@@ -226,6 +226,7 @@ pub struct Metrics {
     truncated: IntCounter,
     invalid_utf8: IntCounter,
     redacted: IntCounter,
+    rerouted: IntCounter,
     /// Rare (a rejected frame or connection): the label lookup per call is acceptable.
     input_errors: IntCounterVec,
     metric_datums_sent: IntCounter,
@@ -365,6 +366,11 @@ impl Metrics {
                 &r,
                 names::LINES_INVALID_UTF8,
                 "Lines shipped with invalid UTF-8 replaced.",
+            ),
+            rerouted: counter(
+                &r,
+                names::EVENTS_REROUTED,
+                "Events sent to the fallback log group or stream: their templated name would have exceeded max_log_groups or max_log_streams.",
             ),
             redacted: counter(
                 &r,
@@ -542,6 +548,16 @@ impl Metrics {
     /// A line that was not valid UTF-8 (shipped lossily).
     pub fn invalid_utf8(&self) {
         self.invalid_utf8.inc();
+    }
+
+    /// Events routed to a fallback name by the cardinality guard.
+    pub fn rerouted(&self, events: u64) {
+        self.rerouted.inc_by(events);
+    }
+
+    /// Events routed to a fallback name so far.
+    pub fn snapshot_rerouted(&self) -> u64 {
+        self.rerouted.get()
     }
 
     /// A line that had secrets replaced.

@@ -188,7 +188,7 @@ impl Rule {
     }
 
     fn matches(&self, event: &Event, fields: &Fields<'_>) -> bool {
-        if self.levels != 0 && !event.level.is_some_and(|l| self.levels & 1 << l as u8 != 0) {
+        if self.levels != 0 && event.level.is_none_or(|l| self.levels & 1 << l as u8 == 0) {
             return false;
         }
         let Some(regex) = &self.regex else {
