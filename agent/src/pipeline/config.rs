@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::filter::FilterConfig;
 use super::redact::DEFAULT_KEYS;
 
 /// Parsing and redaction.
@@ -16,6 +17,9 @@ pub struct PipelineConfig {
     /// Secret removal.
     #[serde(default)]
     pub redaction: RedactionConfig,
+    /// `[[pipeline.filters]]`: drop, keep or sample events, in order.
+    #[serde(default)]
+    pub filters: Vec<FilterConfig>,
 }
 
 impl Default for PipelineConfig {
@@ -24,6 +28,7 @@ impl Default for PipelineConfig {
             timestamp_field: default_timestamp_field(),
             level_field: default_level_field(),
             redaction: RedactionConfig::default(),
+            filters: Vec::new(),
         }
     }
 }
@@ -71,6 +76,9 @@ impl PipelineConfig {
         }
         if self.level_field.is_empty() {
             errors.push(format!("{path}.level_field: must not be empty"));
+        }
+        for (i, filter) in self.filters.iter().enumerate() {
+            errors.extend(filter.validate(&format!("{path}.filters[{i}]")));
         }
         errors
     }

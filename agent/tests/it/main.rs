@@ -12,6 +12,7 @@ mod faults;
 mod hostile;
 mod outbound;
 mod outbound_proxy;
+mod parity;
 #[cfg(feature = "preview")]
 mod preview;
 mod promtool;
