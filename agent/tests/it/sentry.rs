@@ -522,3 +522,150 @@ async fn the_dsn_comes_from_secrets_manager() {
         "from the secret's DSN"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Before/after: the envelopes the hand-written JSON builder sent (recorded once, before the
+// sink moved to sentry-types' Event and Envelope) against what the sink sends now.
+
+/// Where the recorded envelopes live.
+fn golden_path() -> std::path::PathBuf {
+    repo_root().join("agent/tests/fixtures/sentry/hand_written_envelopes.json")
+}
+
+/// A line event at a fixed time (`ms` after 1,700,000,000 s: timestamps are compared).
+fn fixed_event(ms: i64, level: Level, line: Value, request_id: Option<&str>) -> Event {
+    Event {
+        time_ms: 1_700_000_000_000 + ms,
+        ..line_event(level, line, request_id)
+    }
+}
+
+/// Fixed inputs that reach every part of an event: breadcrumbs (JSON and not), exception
+/// with Rust, Java, JavaScript and Python frames, tags to sanitize, nested `extra`, OTel's
+/// flat attributes, a line that is not JSON, whole-second and millisecond timestamps, and a
+/// de-duplication follow-up.
+fn golden_batch() -> Vec<Event> {
+    let mut batch: Vec<Event> = (0..3)
+        .map(|i| {
+            fixed_event(
+                i,
+                Level::Info,
+                json!({"level":"info","target":"access","message":"request","route":"/api/items/{id}","status":200,"request_id":"req-1","seq":i}),
+                Some("req-1"),
+            )
+        })
+        .collect();
+    batch.push(fixed_event(
+        3,
+        Level::Warn,
+        json!("not json: a plain crumb"),
+        Some("req-1"),
+    ));
+    batch.last_mut().unwrap().message = "a plain crumb line".into();
+    batch.push(fixed_event(
+        123,
+        Level::Error,
+        json!({
+            "level": "error", "target": "api::db", "message": "query failed",
+            "error_kind": "db_timeout", "error": "timed out after 2s",
+            "stack": "   0: api::db::query\n             at ./src/db.rs:10:5\n   1: api::main",
+            "route": format!("/api/{}", "x".repeat(300)), "method": "GET\nPOST", "status": 500,
+            "request_id": "req-1", "nested": {"a": [1, 2.5, {"b": null}], "z": true},
+            "password": "[REDACTED]", "user_id": 42
+        }),
+        Some("req-1"),
+    ));
+    batch.push(fixed_event(
+        1000,
+        Level::Fatal,
+        json!({"level": "fatal", "text": "out of memory"}),
+        None,
+    ));
+    let mut plain = fixed_event(2001, Level::Error, json!(null), None);
+    plain.message = "panic: plain text line, not JSON".into();
+    batch.push(plain);
+    batch.push(fixed_event(
+        3000,
+        Level::Error,
+        json!({
+            "message": "cache check failed", "exception.type": "ConnectionError",
+            "exception.message": "redis unreachable",
+            "exception.stacktrace": "Traceback (most recent call last):\n  File \"app.py\", line 3, in handler\nConnectionError: redis unreachable",
+            "http.route": "/api/health/redis", "severity_text": "ERROR"
+        }),
+        None,
+    ));
+    batch.push(fixed_event(
+        4567,
+        Level::Error,
+        json!({
+            "message": "TypeError in handler", "error_kind": "TypeError",
+            "stack": "TypeError: x is undefined\n    at query (/app/db.js:10:15)\n    at /app/index.js:3:1\n\tat com.x.Db.query(Db.java:42)\n\tat java.base/Thread.run(Native Method)",
+            "route": "/js"
+        }),
+        None,
+    ));
+    for i in 0..3 {
+        batch.push(fixed_event(
+            5000 + i,
+            Level::Error,
+            json!({"level":"error","message":"upstream down","error_kind":"upstream","route":"/pay","attempt":i}),
+            None,
+        ));
+    }
+    batch
+}
+
+/// Runs the sink on [`golden_batch`]; each envelope as `{"header", "item", "event"}`.
+async fn golden_envelopes() -> Vec<Value> {
+    let fake = FakeSentry::default();
+    let addr = fake.start().await;
+    let dsn = Dsn::parse(&format!("http://{KEY}@{addr}/42")).unwrap();
+    let task_info = SharedTaskInfo::default();
+    task_info.set(TaskInfo {
+        cluster: "prod".into(),
+        task_id: "a1b2c3".into(),
+        family_revision: "api:7".into(),
+        availability_zone: "eu-west-1a".into(),
+        app_container: "api".into(),
+    });
+    let config = SentryConfig {
+        dsn: Some(Redacted::new("unused")),
+        environment: Some("staging".into()),
+        release: Some("api@2.0.0".into()),
+        ..SentryConfig::default()
+    };
+    let metrics = Arc::new(Metrics::default());
+    let (tap, sink) = build_with_dsn(&config, &dsn, metrics, task_info).unwrap();
+    let stop = CancellationToken::new();
+    let sink = tokio::spawn(sink.run(stop.clone()));
+    tap.observe(&golden_batch());
+    fake.wait_for(6).await;
+    stop.cancel();
+    sink.await.unwrap();
+    fake.requests()
+        .iter()
+        .map(|request| {
+            let (header, mut items) = request.envelope();
+            assert_eq!(items.len(), 1);
+            let (item, payload) = items.remove(0);
+            let event: Value = serde_json::from_slice(&payload).unwrap();
+            json!({"header": header, "item": item, "event": event})
+        })
+        .collect()
+}
+
+/// Wrote the fixture, run once against the hand-written builder (`--ignored`); the next
+/// commit compares the sentry-types sink against it.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "records the before-fixture"]
+async fn record_hand_written_envelopes() {
+    let envelopes = golden_envelopes().await;
+    let path = golden_path();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&envelopes).unwrap() + "\n",
+    )
+    .unwrap();
+}
