@@ -74,7 +74,10 @@ impl Request {
         assert_eq!(items.len(), 1, "one item per envelope");
         assert_eq!(items[0].0["type"], "event");
         let event: Value = serde_json::from_slice(&items[0].1).expect("JSON event");
-        assert_eq!(header["event_id"], event["event_id"]);
+        // One id: hyphenated in the header (a serialized Uuid), 32 hex digits in the event.
+        let id = |v: &Value| v.as_str().and_then(|s| s.parse::<uuid::Uuid>().ok());
+        assert_eq!(id(&header["event_id"]), id(&event["event_id"]));
+        assert!(id(&event["event_id"]).is_some());
         event
     }
 }
@@ -359,9 +362,10 @@ async fn error_lines_reach_sentry_redacted_with_their_breadcrumbs() {
     let requests = fake.requests();
     assert_eq!(requests.len(), 1);
     let event = requests[0].event();
-    assert_eq!(event["level"], "error");
+    // Level `error` is Sentry's default, left out (Relay fills it in).
+    assert!(event.get("level").is_none());
     assert_eq!(event["logger"], "api::users");
-    assert_eq!(event["message"]["formatted"], "request failed");
+    assert_eq!(event["message"], "request failed");
     assert_eq!(event["environment"], "test");
     assert_eq!(event["release"], "api@0.1.0");
     assert_eq!(event["tags"]["route"], "/api/users/{id}");
@@ -518,7 +522,7 @@ async fn the_dsn_comes_from_secrets_manager() {
     let logs = exit(agent).await;
     assert!(!logs.contains(KEY), "the DSN key leaked into the logs");
     assert_eq!(
-        fake.requests()[0].event()["message"]["formatted"],
+        fake.requests()[0].event()["message"],
         "from the secret's DSN"
     );
 }
@@ -655,17 +659,124 @@ async fn golden_envelopes() -> Vec<Value> {
         .collect()
 }
 
-/// Wrote the fixture, run once against the hand-written builder (`--ignored`); the next
-/// commit compares the sentry-types sink against it.
+/// An event as Sentry reads it, to compare the two builders: the event id (random per run)
+/// checked and removed, Sentry's defaults filled in (sentry-types leaves out level `error`,
+/// platform `other` and the default fingerprint), the legacy `message: {"formatted"}` as the
+/// plain string Relay treats the same, timestamps as numbers (a whole second is an integer
+/// now, `.0` before), and the SDK version (the crate's) checked and removed.
+fn canonical(event: &Value) -> Value {
+    let mut event = event.clone();
+    let object = event.as_object_mut().unwrap();
+    let id = object.remove("event_id").unwrap();
+    let id = id.as_str().unwrap();
+    assert!(
+        id.len() == 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    object.entry("level").or_insert(json!("error"));
+    object.entry("platform").or_insert(json!("other"));
+    object
+        .entry("fingerprint")
+        .or_insert(json!(["{{ default }}"]));
+    if let Some(formatted) = object["message"].get("formatted").cloned() {
+        object.insert("message".into(), formatted);
+    }
+    let seconds = |t: &mut Value| *t = json!(t.as_f64().expect("a numeric timestamp"));
+    seconds(&mut object["timestamp"]);
+    if let Some(crumbs) = object.get_mut("breadcrumbs") {
+        crumbs["values"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .for_each(|c| seconds(&mut c["timestamp"]));
+    }
+    let sdk = object["sdk"].as_object_mut().unwrap();
+    assert_eq!(
+        sdk.remove("version"),
+        Some(json!(env!("CARGO_PKG_VERSION")))
+    );
+    event
+}
+
+/// Envelope and item headers say the same: one event id (hyphenated in the new header, a
+/// serialized `Uuid`), an RFC 3339 `sent_at` in UTC, the SDK, and the item's type and length.
+/// (The hand-written item header also carried `content_type: application/json`, Sentry's
+/// default for an event; sentry-types leaves it out.)
+fn same_framing(before: &Value, after: &Value) {
+    let id = |v: &Value| -> uuid::Uuid { v.as_str().unwrap().parse().unwrap() };
+    for envelope in [before, after] {
+        assert_eq!(
+            id(&envelope["header"]["event_id"]),
+            id(&envelope["event"]["event_id"])
+        );
+        let sent_at = envelope["header"]["sent_at"].as_str().unwrap();
+        assert!(sent_at.ends_with('Z'), "{sent_at}");
+        // Sentry's own header type reads it (RFC 3339).
+        serde_json::from_value::<sentry_types::protocol::v7::EnvelopeHeaders>(
+            envelope["header"].clone(),
+        )
+        .expect("an envelope header Sentry reads");
+        assert_eq!(envelope["item"]["type"], "event");
+        assert!(envelope["item"]["length"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(
+        before["header"]["sdk"]["name"],
+        after["header"]["sdk"]["name"]
+    );
+    assert_eq!(after["header"]["sdk"], after["event"]["sdk"]);
+    let keys = |v: &Value| {
+        v.as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(keys(&before["header"]), keys(&after["header"]));
+}
+
+/// Each event with one fixed id and SDK version, through Relay's normalizer, `received`
+/// (the time of normalizing) removed, and an explicit default fingerprint (Relay keeps the
+/// `["{{ default }}"]` the hand-written builder sent; sentry-types leaves it out: both mean
+/// Sentry's default grouping) removed.
+fn relay_view(envelopes: &[Value]) -> Vec<Value> {
+    let events: Vec<Value> = envelopes
+        .iter()
+        .map(|envelope| {
+            let mut event = envelope["event"].clone();
+            event["event_id"] = json!("0123456789abcdef0123456789abcdef");
+            event["sdk"]["version"] = json!("0");
+            event
+        })
+        .collect();
+    let mut normalized = relay_normalize(&events);
+    for event in &mut normalized {
+        let object = event.as_object_mut().unwrap();
+        object.remove("received");
+        if object.get("fingerprint") == Some(&json!(["{{ default }}"])) {
+            object.remove("fingerprint");
+        }
+    }
+    normalized
+}
+
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "records the before-fixture"]
-async fn record_hand_written_envelopes() {
-    let envelopes = golden_envelopes().await;
-    let path = golden_path();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&envelopes).unwrap() + "\n",
-    )
-    .unwrap();
+async fn envelopes_say_what_the_hand_written_builders_said() {
+    let text = std::fs::read_to_string(golden_path()).unwrap();
+    let before: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let after = golden_envelopes().await;
+    assert_eq!(after.len(), before.len());
+    for (old, new) in before.iter().zip(&after) {
+        same_framing(old, new);
+        assert_eq!(
+            canonical(&old["event"]),
+            canonical(&new["event"]),
+            "before:\n{:#}\nafter:\n{:#}",
+            old["event"],
+            new["event"]
+        );
+    }
+    // And Sentry reads them the same.
+    assert_eq!(relay_view(&before), relay_view(&after));
 }
