@@ -6,6 +6,8 @@
 
 pub mod convert;
 mod grpc_listener;
+pub mod precount;
+mod schema;
 #[cfg(test)]
 mod tests;
 
