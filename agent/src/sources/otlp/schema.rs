@@ -6,7 +6,7 @@
 //! unknown fields) allocates nothing and is skipped.
 //!
 //! Field numbers are opentelemetry-proto's (`opentelemetry/proto/*/v1/*.proto`, the 0.33
-//! crate's generated code); a test checks each table against prost's own encoding.
+//! crate's generated code); `precount/tests.rs` checks them against prost's encoding.
 
 use std::mem::size_of;
 
