@@ -18,10 +18,16 @@ const PER_EVENT_BYTES: usize = 48;
 /// The body of one PutLogEvents call.
 pub fn put_log_events_body(group: &str, stream: &str, events: &[Event]) -> Bytes {
     let messages: usize = events.iter().map(|e| e.message.len()).sum();
+    let longest = events.iter().map(|e| e.message.len()).max().unwrap_or(0);
     // JSON messages grow by about a tenth when their quotes are escaped: room for an
-    // eighth more, so a typical body is written without reallocating (and copying) it.
+    // eighth more, and for the escaper's working room after the last one, so a typical
+    // body is written without reallocating (and copying) it.
     let mut out = Vec::with_capacity(
-        64 + group.len() + stream.len() + messages + messages / 8 + events.len() * PER_EVENT_BYTES,
+        64 + 2 * (group.len() + stream.len())
+            + messages
+            + messages / 8
+            + 2 * longest
+            + events.len() * PER_EVENT_BYTES,
     );
     out.extend_from_slice(b"{\"logGroupName\":");
     write_json_string(&mut out, group);
@@ -62,43 +68,63 @@ static ESCAPE: [u8; 256] = {
     table
 };
 
+/// Bytes handled at once.
+const WORD: usize = 8;
+
 /// Appends `text` as a quoted JSON string.
+///
+/// Whole words are stored and the write position advanced by what counts, so a clean word
+/// is one eight-byte store and an escape costs a few stores, never a call to copy a short
+/// run. The room for that is made first: two bytes per input byte (a quote or backslash
+/// doubles), the quotes and a word of slack; a control byte (six) grows it as it comes.
 pub fn write_json_string(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
-    out.push(b'"');
-    let mut start = 0;
-    let mut words = bytes.chunks_exact(8);
-    let mut at = 0;
-    // Eight bytes at a time: the mask marks exactly the bytes to escape, so a word is
-    // handled in one step, clean or not, and only its marked bytes are visited.
+    let mut o = out.len();
+    out.resize(o + 2 * bytes.len() + 2 + WORD, 0);
+    out[o] = b'"';
+    o += 1;
+    let mut words = bytes.chunks_exact(WORD);
     for word in words.by_ref() {
-        let mut mask = escape_mask(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+        let value = u64::from_le_bytes(word.try_into().expect("a word"));
+        out[o..o + WORD].copy_from_slice(word);
+        let mut mask = escape_mask(value);
+        if mask == 0 {
+            o += WORD;
+            continue;
+        }
+        // Bytes before `next` are in place; the rest of the word is stored from `o` on.
+        let mut next = 0;
         while mask != 0 {
-            let i = at + (mask.trailing_zeros() / 8) as usize;
-            out.extend_from_slice(&bytes[start..i]);
-            push_escape(out, bytes[i], ESCAPE[bytes[i] as usize]);
-            start = i + 1;
+            let k = (mask.trailing_zeros() / 8) as usize;
+            o += k - next;
+            o = write_escape(out, o, word[k]);
+            next = k + 1;
+            let rest = value.checked_shr(8 * next as u32).unwrap_or(0);
+            out[o..o + WORD].copy_from_slice(&rest.to_le_bytes());
             mask &= mask - 1;
         }
-        at += 8;
+        o += WORD - next;
     }
-    for (i, &byte) in words.remainder().iter().enumerate() {
-        let escape = ESCAPE[byte as usize];
-        if escape != 0 {
-            out.extend_from_slice(&bytes[start..at + i]);
-            push_escape(out, byte, escape);
-            start = at + i + 1;
+    for &byte in words.remainder() {
+        if ESCAPE[byte as usize] == 0 {
+            out[o] = byte;
+            o += 1;
+        } else {
+            o = write_escape(out, o, byte);
         }
     }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+    out[o] = b'"';
+    out.truncate(o + 1);
 }
 
-/// Writes the escape of `byte` (`escape` is its [`ESCAPE`] entry, not 0).
-fn push_escape(out: &mut Vec<u8>, byte: u8, escape: u8) {
+/// Writes the escape of `byte` at `o`; returns the position after it.
+fn write_escape(out: &mut Vec<u8>, o: usize, byte: u8) -> usize {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let escape = ESCAPE[byte as usize];
     if escape == b'u' {
-        out.extend_from_slice(&[
+        // Six bytes where two were planned.
+        out.resize(out.len() + 4, 0);
+        out[o..o + 6].copy_from_slice(&[
             b'\\',
             b'u',
             b'0',
@@ -106,8 +132,11 @@ fn push_escape(out: &mut Vec<u8>, byte: u8, escape: u8) {
             HEX[(byte >> 4) as usize],
             HEX[(byte & 0xf) as usize],
         ]);
+        o + 6
     } else {
-        out.extend_from_slice(&[b'\\', escape]);
+        out[o] = b'\\';
+        out[o + 1] = escape;
+        o + 2
     }
 }
 
@@ -159,6 +188,31 @@ mod tests {
             std::str::from_utf8(&body).unwrap(),
             serde_json::to_string(&expected).unwrap()
         );
+    }
+
+    #[test]
+    fn every_escape_at_every_place_of_a_word() {
+        for len in 0..24 {
+            for at in 0..len {
+                for special in ['"', '\\', '\n', '\u{1}', '\u{1f}', 'é'] {
+                    for dense in [false, true] {
+                        let text: String = (0..len)
+                            .map(|i| {
+                                if i == at || (dense && i % 3 == 0) {
+                                    special
+                                } else {
+                                    'a'
+                                }
+                            })
+                            .collect();
+                        let mut out = b"prefix".to_vec();
+                        write_json_string(&mut out, &text);
+                        let expected = format!("prefix{}", serde_json::to_string(&text).unwrap());
+                        assert_eq!(String::from_utf8(out).unwrap(), expected);
+                    }
+                }
+            }
+        }
     }
 
     proptest! {
