@@ -97,7 +97,15 @@ pub fn write_json_string(out: &mut Vec<u8>, text: &str) {
         while mask != 0 {
             let k = (mask.trailing_zeros() / 8) as usize;
             o += k - next;
-            o = write_escape(out, o, word[k]);
+            let byte = (value >> (8 * k)) as u8;
+            if byte >= 0x20 {
+                // `"` or `\\` (the only marked bytes that are not control bytes): no table.
+                out[o] = b'\\';
+                out[o + 1] = byte;
+                o += 2;
+            } else {
+                o = write_escape(out, o, byte);
+            }
             next = k + 1;
             let rest = value.checked_shr(8 * next as u32).unwrap_or(0);
             out[o..o + WORD].copy_from_slice(&rest.to_le_bytes());
