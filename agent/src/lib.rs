@@ -10,6 +10,7 @@
 //! The admin server (`admin`) exposes `/health`, `/ready` and `/metrics`.
 
 pub mod admin;
+pub mod aws;
 pub mod buffer;
 mod choice;
 pub mod config;

@@ -72,16 +72,20 @@ pub enum DropReason {
     PermanentError,
     /// Still unsent when the shutdown deadline passed.
     ShutdownDeadline,
+    /// Dropped on purpose by a `[[pipeline.filters]]` rule: not a loss, so left out of the
+    /// `EventsDropped` total the dropping-logs alarm watches.
+    Filtered,
 }
 
 impl DropReason {
     /// Every reason, in label order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::TooOld,
         Self::TooNew,
         Self::Rejected,
         Self::PermanentError,
         Self::ShutdownDeadline,
+        Self::Filtered,
     ];
 
     /// The `reason` label.
@@ -92,7 +96,13 @@ impl DropReason {
             Self::Rejected => "rejected",
             Self::PermanentError => "permanent_error",
             Self::ShutdownDeadline => "shutdown_deadline",
+            Self::Filtered => "filtered",
         }
+    }
+
+    /// Whether the event was lost (everything but a filter's decision).
+    pub fn is_loss(self) -> bool {
+        self != Self::Filtered
     }
 }
 
@@ -209,7 +219,7 @@ pub struct Snapshot {
     /// Events stored by CloudWatch Logs.
     pub sent_events: u64,
     /// Events dropped, per [`DropReason::ALL`].
-    pub dropped: [u64; 5],
+    pub dropped: [u64; 6],
     /// Retries, per [`RetryReason::ALL`].
     pub retries: [u64; 6],
     /// Sentry outcomes, per [`SentryOutcome::ALL`].
@@ -230,7 +240,7 @@ pub struct Metrics {
     received_bytes: [IntCounter; 5],
     sent_events: IntCounter,
     sent_bytes: IntCounter,
-    dropped: [IntCounter; 5],
+    dropped: [IntCounter; 6],
     retries: [IntCounter; 6],
     requests_ok: IntCounter,
     requests_failed: IntCounter,
@@ -240,6 +250,7 @@ pub struct Metrics {
     redacted: IntCounter,
     multiline_joined: [IntCounter; 5],
     multiline_cut: [IntCounter; 2],
+    rerouted: IntCounter,
     /// Rare (a rejected frame or connection): the label lookup per call is acceptable.
     input_errors: IntCounterVec,
     metric_datums_sent: IntCounter,
@@ -379,6 +390,11 @@ impl Metrics {
                 &r,
                 names::LINES_INVALID_UTF8,
                 "Lines shipped with invalid UTF-8 replaced.",
+            ),
+            rerouted: counter(
+                &r,
+                names::EVENTS_REROUTED,
+                "Events sent to the fallback log group or stream: their templated name would have exceeded max_log_groups or max_log_streams.",
             ),
             redacted: counter(
                 &r,
@@ -570,6 +586,16 @@ impl Metrics {
     /// A line that was not valid UTF-8 (shipped lossily).
     pub fn invalid_utf8(&self) {
         self.invalid_utf8.inc();
+    }
+
+    /// Events routed to a fallback name by the cardinality guard.
+    pub fn rerouted(&self, events: u64) {
+        self.rerouted.inc_by(events);
+    }
+
+    /// Events routed to a fallback name so far.
+    pub fn snapshot_rerouted(&self) -> u64 {
+        self.rerouted.get()
     }
 
     /// A line that had secrets replaced.

@@ -20,6 +20,7 @@ use agent::sources::http::{ndjson_lines, router};
 use agent::sources::otlp::convert::{
     CumulativeHistograms, DURATION_METRIC, histogram_timings, log_lines, span_timings,
 };
+use agent::sources::otlp::precount::{Counts, Refusal, Signal, precount};
 use axum::body::Body as HttpBody;
 use axum::http::{Request, StatusCode};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -246,17 +247,62 @@ pub fn http_ingest(data: &[u8]) {
 
 // ---- otlp_protobuf, otlp_json ---------------------------------------------------------
 
-/// OTLP/HTTP and gRPC protobuf bodies: each input is decoded as all three export
-/// requests (traces, metrics, logs) and whatever decodes is converted.
+/// OTLP/HTTP and gRPC protobuf bodies: each input is pre-counted and decoded as all three
+/// export requests (traces, metrics, logs) and whatever decodes is converted. The
+/// pre-count (which runs before prost in the receiver) must accept whatever prost decodes,
+/// with at least its records, spans and points, and call malformed only what prost refuses.
 pub fn otlp_protobuf(data: &[u8]) {
-    if let Ok(request) = ExportTraceServiceRequest::decode(data) {
+    let traces = ExportTraceServiceRequest::decode(data);
+    let spans = traces.as_ref().ok().map(|request| {
+        let scopes = request.resource_spans.iter().flat_map(|r| &r.scope_spans);
+        scopes.map(|s| s.spans.len() as u64).sum::<u64>()
+    });
+    agrees_with_prost(Signal::Traces, data, spans, |c| c.spans);
+    if let Ok(request) = traces {
         otlp_traces(&request);
     }
-    if let Ok(request) = ExportMetricsServiceRequest::decode(data) {
+    let metrics = ExportMetricsServiceRequest::decode(data);
+    let points = metrics.as_ref().ok().map(|request| {
+        let metrics = request
+            .resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics);
+        let metrics = metrics.flat_map(|s| &s.metrics);
+        metrics.map(|m| data_points(m.data.as_ref())).sum::<u64>()
+    });
+    agrees_with_prost(Signal::Metrics, data, points, |c| c.data_points);
+    if let Ok(request) = metrics {
         otlp_metrics(&request);
     }
-    if let Ok(request) = ExportLogsServiceRequest::decode(data) {
+    let logs = ExportLogsServiceRequest::decode(data);
+    let records = logs.as_ref().ok().map(|request| {
+        let scopes = request.resource_logs.iter().flat_map(|r| &r.scope_logs);
+        scopes.map(|s| s.log_records.len() as u64).sum::<u64>()
+    });
+    agrees_with_prost(Signal::Logs, data, records, |c| c.log_records);
+    if let Ok(request) = logs {
         otlp_logs(&request);
+    }
+}
+
+fn data_points(data: Option<&Data>) -> u64 {
+    (match data {
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(e)) => e.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }) as u64
+}
+
+/// The pre-count of `data` against prost's decoding (`decoded`: the items it holds).
+fn agrees_with_prost(signal: Signal, data: &[u8], decoded: Option<u64>, items: fn(&Counts) -> u64) {
+    match (precount(signal, data, u64::MAX), decoded) {
+        (Ok(counts), Some(decoded)) => assert!(items(&counts) >= decoded, "{counts:?} < {decoded}"),
+        (Err(refusal), Some(_)) => panic!("prost decodes what the pre-count refused: {refusal}"),
+        (Ok(_) | Err(Refusal::Malformed(_)), None) => {}
+        (Err(refusal), None) => panic!("unexpected refusal {refusal}"),
     }
 }
 

@@ -281,6 +281,14 @@ impl Config {
         errors.extend(self.pipeline.validate("pipeline"));
         let logs = &self.sinks.cloudwatch_logs;
         errors.extend(logs.validate("sinks.cloudwatch_logs", memory));
+        if self.metrics.enabled
+            && self.metrics.publish == Publish::Emf
+            && logs.log_group.contains('{')
+        {
+            errors.push(
+                "metrics.publish: \"emf\" writes to sinks.cloudwatch_logs.log_group, which must then be a plain name (no placeholders)".into(),
+            );
+        }
         errors.extend(self.metrics.validate("metrics"));
         errors.extend(self.uptime.validate("uptime"));
         if let Some(disk) = &self.disk_buffer {

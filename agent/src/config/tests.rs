@@ -219,6 +219,56 @@ custom = [{{ name = "spring", start = "^(", continue = "^\\s", flavour = 1 }}]
 }
 
 #[test]
+fn templated_names_and_created_groups_are_checked_key_by_key() {
+    let text = r#"
+[sources.stdin]
+[sinks.cloudwatch_logs]
+log_group = "/ecs/{family}/{nope}"
+log_stream = "a:{container}"
+retention_policy = "sometimes"
+kms_key_id = "alias/logs"
+log_group_class = "COLD"
+tags = { "aws:reserved" = "x", ok = "fine" }
+max_log_groups = 0
+[metrics]
+publish = "emf"
+[[pipeline.filters]]
+action = "drop"
+"#;
+    let errors = Config::parse(text, &env(&[])).unwrap_err().0;
+    let all = errors.join("\n");
+    for expected in [
+        "pipeline.filters[0]: needs `levels` or `regex`",
+        "sinks.cloudwatch_logs.log_group: unknown placeholder {nope}",
+        "sinks.cloudwatch_logs.log_stream: `:` and `*`",
+        "sinks.cloudwatch_logs.retention_policy",
+        "sinks.cloudwatch_logs.log_group_class",
+        "sinks.cloudwatch_logs.kms_key_id",
+        "sinks.cloudwatch_logs.tags: key \"aws:reserved\"",
+        "sinks.cloudwatch_logs.max_log_groups",
+        "metrics.publish: \"emf\"",
+    ] {
+        assert!(all.contains(expected), "{expected} in:\n{all}");
+    }
+    assert_eq!(errors.len(), 9, "{all}");
+    let good = r#"
+[sources.stdin]
+[sinks.cloudwatch_logs]
+log_group = "/ecs/{family}/{field.service|shared}"
+log_stream = "{container}/{field.user}"
+retention_policy = "create-only"
+kms_key_id = "arn:aws:kms:us-east-1:123456789012:key/abc"
+log_group_class = "INFREQUENT_ACCESS"
+tags = { team = "payments" }
+"#;
+    let config = Config::parse(good, &env(&[])).unwrap();
+    assert_eq!(
+        config.sinks.cloudwatch_logs.retention_policy,
+        crate::sinks::cloudwatch_logs::RetentionPolicy::CreateOnly
+    );
+}
+
+#[test]
 fn validate_rejects_counting_requests_twice() {
     let both = format!("{MINIMAL}\n[sources.otlp]\n");
     let errors = Config::parse(&both, &env(&[])).unwrap_err().0;

@@ -26,6 +26,8 @@ pub const PUT_LOG_EVENTS_DURATION: &str = "agent_put_log_events_duration_seconds
 pub const EVENTS_TRUNCATED: &str = "agent_events_truncated_total";
 /// Lines with invalid UTF-8 replaced (counter).
 pub const LINES_INVALID_UTF8: &str = "agent_lines_invalid_utf8_total";
+/// Events sent to a fallback log group or stream by the cardinality guard (counter).
+pub const EVENTS_REROUTED: &str = "agent_events_rerouted_total";
 /// Lines with secrets replaced (counter).
 pub const LINES_REDACTED: &str = "agent_lines_redacted_total";
 /// Stack traces joined from several lines into one event, per `source` (counter).

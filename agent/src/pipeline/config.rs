@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::filter::FilterConfig;
 use super::multiline::MultilineConfig;
 use super::redact::DEFAULT_KEYS;
 
@@ -20,6 +21,9 @@ pub struct PipelineConfig {
     /// Secret removal.
     #[serde(default)]
     pub redaction: RedactionConfig,
+    /// `[[pipeline.filters]]`: drop, keep or sample events, in order.
+    #[serde(default)]
+    pub filters: Vec<FilterConfig>,
 }
 
 impl Default for PipelineConfig {
@@ -29,6 +33,7 @@ impl Default for PipelineConfig {
             level_field: default_level_field(),
             multiline: MultilineConfig::default(),
             redaction: RedactionConfig::default(),
+            filters: Vec::new(),
         }
     }
 }
@@ -78,6 +83,9 @@ impl PipelineConfig {
             errors.push(format!("{path}.level_field: must not be empty"));
         }
         errors.extend(self.multiline.validate(&format!("{path}.multiline")));
+        for (i, filter) in self.filters.iter().enumerate() {
+            errors.extend(filter.validate(&format!("{path}.filters[{i}]")));
+        }
         errors
     }
 }

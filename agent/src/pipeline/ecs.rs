@@ -127,48 +127,6 @@ async fn http_get(url: &str) -> std::io::Result<Vec<u8>> {
     Ok(response.body)
 }
 
-/// Renders a stream name template: `{container}`, `{task_id}`, `{cluster}`, `{family}`
-/// (family:revision), `{az}`, `{hostname}`. Unknown values render as `unknown`; the result
-/// obeys CloudWatch's rules (1-512 chars, no `:` or `*`).
-pub fn render_stream_name(
-    template: &str,
-    info: Option<&TaskInfo>,
-    container: &str,
-    hostname: &str,
-) -> String {
-    let pick = |value: Option<&str>| {
-        value
-            .filter(|v| !v.is_empty())
-            .unwrap_or("unknown")
-            .to_owned()
-    };
-    let mut out = template.to_owned();
-    for (key, value) in [
-        ("{container}", pick(Some(container))),
-        (
-            "{task_id}",
-            pick(info.map(|i| i.task_id.as_str()).or(Some(hostname))),
-        ),
-        ("{cluster}", pick(info.map(|i| i.cluster.as_str()))),
-        ("{family}", pick(info.map(|i| i.family_revision.as_str()))),
-        ("{az}", pick(info.map(|i| i.availability_zone.as_str()))),
-        ("{hostname}", pick(Some(hostname))),
-    ] {
-        out = out.replace(key, &value);
-    }
-    let mut name: String = out
-        .chars()
-        .map(|c| if c == ':' || c == '*' { '_' } else { c })
-        .collect();
-    if name.is_empty() {
-        name.push_str("unknown");
-    }
-    while name.len() > 512 {
-        name.pop();
-    }
-    name
-}
-
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -195,28 +153,6 @@ mod tests {
                 app_container: "api".into(),
             }
         );
-    }
-
-    #[test]
-    fn stream_names_follow_the_template_and_the_rules() {
-        let info = decode_task(TASK.as_bytes(), Some("log-router")).unwrap();
-        assert_eq!(
-            render_stream_name("{container}/{task_id}", Some(&info), "api", "h"),
-            "api/0123456789abcdef"
-        );
-        assert_eq!(
-            render_stream_name("{family}/{az}", Some(&info), "api", "h"),
-            "api_42/us-east-1b"
-        );
-        assert_eq!(
-            render_stream_name("{container}/{task_id}", None, "", "host-1"),
-            "unknown/host-1"
-        );
-        assert_eq!(
-            render_stream_name(&"x".repeat(600), None, "", "h").len(),
-            512
-        );
-        assert_eq!(render_stream_name("a*b", None, "", "h"), "a_b");
     }
 
     #[tokio::test]

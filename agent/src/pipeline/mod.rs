@@ -11,6 +11,8 @@ pub mod budget;
 pub mod config;
 pub mod ecs;
 pub mod event;
+pub mod fields;
+pub mod filter;
 pub mod multiline;
 pub mod output;
 pub mod parse;
@@ -25,11 +27,12 @@ use tokio_util::sync::CancellationToken;
 
 use self::budget::MemoryBudget;
 use self::event::{Event, RawLine};
+use self::filter::Filters;
 pub use self::output::{Closed, MemoryOutput, Output, TrySendError};
 use self::parse::ParseFields;
 use self::redact::Redactor;
 use self::timing::RequestTiming;
-use crate::metrics::{Metrics, SourceKind};
+use crate::metrics::{DropReason, Metrics, SourceKind};
 
 /// Appended to an event cut to the size CloudWatch Logs accepts.
 pub const TRUNCATION_MARKER: &str = "...[truncated by agent]";
@@ -58,6 +61,7 @@ pub struct Processor {
     observers: Vec<Arc<dyn Observer>>,
     fields_request_id: Option<String>,
     multiline: Option<Arc<multiline::Multiline>>,
+    filters: Option<Arc<Filters>>,
 }
 
 impl Processor {
@@ -71,6 +75,7 @@ impl Processor {
             observers: Vec::new(),
             fields_request_id: None,
             multiline: None,
+            filters: None,
         }
     }
 
@@ -91,6 +96,21 @@ impl Processor {
     pub fn with_request_id_field(mut self, field: String) -> Self {
         self.fields_request_id = Some(field);
         self
+    }
+
+    /// Also applies `filters` (none when empty).
+    pub fn with_filters(mut self, filters: Filters) -> Self {
+        self.filters = (!filters.is_empty()).then(|| Arc::new(filters));
+        self
+    }
+
+    /// Whether `event` passes the filters; a rejected one is counted.
+    fn admits(&self, event: &Event, metrics: &Metrics) -> bool {
+        let admitted = self.filters.as_ref().is_none_or(|f| f.admits(event));
+        if !admitted {
+            metrics.dropped(DropReason::Filtered, 1);
+        }
+        admitted
     }
 
     /// Shows a batch of processed events to the observers.
@@ -295,6 +315,9 @@ impl EventSender {
                 shared
                     .processor
                     .process_collecting(line, now, &shared.metrics, &mut timings);
+            if !shared.processor.admits(&event, &shared.metrics) {
+                continue;
+            }
             if !chunk.is_empty() && cost + event.cost() > chunk_limit {
                 shared.processor.observe(&chunk);
                 self.push(std::mem::take(&mut chunk), cost, raw_bytes)
@@ -340,6 +363,7 @@ impl EventSender {
         let events: Vec<Event> = lines
             .into_iter()
             .map(|l| shared.processor.process(l, now, &shared.metrics))
+            .filter(|event| shared.processor.admits(event, &shared.metrics))
             .collect();
         let cost = events.iter().map(Event::cost).sum();
         if cost > self.max_batch_cost() {

@@ -14,6 +14,7 @@
 mod alarm;
 mod api;
 mod apply;
+mod discover;
 mod plan;
 #[cfg(feature = "preview")]
 pub mod preview;
@@ -23,6 +24,7 @@ mod vars;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,7 +35,7 @@ pub use self::alarm::AlarmSpec;
 pub use self::api::{Api, ProvisionError};
 pub use self::apply::{Applied, apply};
 pub use self::plan::{Action, Change, Current, Kind, Plan, fetch, plan};
-pub use self::vars::Vars;
+pub use self::vars::{DISCOVERABLE, Discovery, Vars};
 
 /// The segment after `<Project>-<Environment>-` that marks what `agent provision` owns.
 pub const MARKER: &str = "agent";
@@ -229,10 +231,20 @@ pub struct Definitions {
     pub dashboards: Vec<DashboardDef>,
     /// Alarms, by file name order.
     pub alarms: Vec<AlarmDef>,
+    /// Placeholders left unfilled for `plan` and `apply` to find ([`Discovery::Deferred`]):
+    /// `AccountId`, `Region`.
+    pub unfilled: BTreeSet<String>,
 }
 
-/// Reads, fills and validates every definition; all problems at once.
+/// Reads, fills and validates every definition; all problems at once. Every placeholder
+/// must be filled.
 pub fn load(inputs: &Inputs) -> Result<Definitions, Vec<Problem>> {
+    load_with(inputs, &Discovery::Strict)
+}
+
+/// [`load`], with `discovery` saying what becomes of `${AccountId}` and `${Region}` when
+/// the vars leave them out.
+pub fn load_with(inputs: &Inputs, discovery: &Discovery) -> Result<Definitions, Vec<Problem>> {
     let mut problems = Vec::new();
     let vars_file = inputs.vars.clone().or_else(|| {
         inputs
@@ -245,7 +257,8 @@ pub fn load(inputs: &Inputs) -> Result<Definitions, Vec<Problem>> {
         inputs.env.as_deref(),
         &inputs.overrides,
         &mut problems,
-    );
+    )
+    .discover(discovery);
     let prefix = vars.prefix(&mut problems);
     let namespace = vars
         .get("Namespace")
@@ -253,12 +266,14 @@ pub fn load(inputs: &Inputs) -> Result<Definitions, Vec<Problem>> {
         .to_owned();
     let prefix_or_placeholder = prefix.clone().unwrap_or_default();
 
+    let mut unfilled = BTreeSet::new();
     let mut dashboards = Vec::new();
     for (file, text) in json_files(&inputs.dashboards, &mut problems) {
         let Some(mut body) = parse(&file, &text, &mut problems) else {
             continue;
         };
         vars.fill(&mut body, &file, &mut problems);
+        deferred(&body, &mut unfilled);
         let mut check = validate::Checker::new(&file, &namespace, &mut problems);
         validate::dashboard(&mut check, &body);
         let stem = Path::new(&file)
@@ -276,6 +291,7 @@ pub fn load(inputs: &Inputs) -> Result<Definitions, Vec<Problem>> {
             continue;
         };
         vars.fill(&mut value, &file, &mut problems);
+        deferred(&value, &mut unfilled);
         let items: Vec<(String, Value)> = match value {
             Value::Array(items) => items
                 .into_iter()
@@ -322,8 +338,22 @@ pub fn load(inputs: &Inputs) -> Result<Definitions, Vec<Problem>> {
             region: vars.get("Region").map(str::to_owned),
             dashboards,
             alarms,
+            unfilled,
         }),
         _ => Err(problems),
+    }
+}
+
+/// Adds the placeholders still in the strings of `value` (after filling, only deferred ones
+/// are left) to `names`.
+fn deferred(value: &Value, names: &mut BTreeSet<String>) {
+    match value {
+        Value::String(text) => {
+            names.extend(vars::placeholders(text).into_iter().map(str::to_owned))
+        }
+        Value::Array(items) => items.iter().for_each(|item| deferred(item, names)),
+        Value::Object(map) => map.values().for_each(|item| deferred(item, names)),
+        _ => {}
     }
 }
 
@@ -407,7 +437,7 @@ fn parse(file: &str, text: &str, problems: &mut Vec<Problem>) -> Option<Value> {
 pub fn run(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let (inputs, target, prune, detailed, mode, preview_dir) = match command {
         Command::Validate { inputs } => {
-            return match load(&inputs) {
+            return match load_with(&inputs, &Discovery::Deferred) {
                 Ok(definitions) => {
                     let _ = writeln!(
                         out,
@@ -451,7 +481,8 @@ pub fn run(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     };
     #[cfg(not(feature = "preview"))]
     let _ = &preview_dir;
-    let definitions = match load(&inputs) {
+    // Everything is checked offline first: invalid input sends nothing, not even to STS.
+    let definitions = match load_with(&inputs, &Discovery::Deferred) {
         Ok(definitions) => definitions,
         Err(problems) => return report_problems(&problems, err),
     };
@@ -463,7 +494,12 @@ pub fn run(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         return 1;
     };
     runtime.block_on(async {
-        let region = target.region.as_deref().or(definitions.region.as_deref());
+        let region = target.region.clone().or_else(|| definitions.region.clone());
+        let region = region.as_deref();
+        let definitions = match complete(&inputs, definitions, region, out, err).await {
+            Ok(definitions) => definitions,
+            Err(code) => return code,
+        };
         let mut api = Api::new(region, target.endpoint.as_deref()).await;
         let current = match fetch(&mut api, &definitions).await {
             Ok(current) => current,
@@ -497,6 +533,35 @@ pub fn run(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             },
         }
     })
+}
+
+/// `definitions` loaded again with what discovery finds for the placeholders the vars left
+/// unfilled (`AccountId` from STS, `Region` from the client's configuration, whose STS
+/// endpoint comes from the environment), each found value said on `out`. Err: the exit code.
+async fn complete(
+    inputs: &Inputs,
+    definitions: Definitions,
+    region: Option<&str>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Definitions, u8> {
+    if definitions.unfilled.is_empty() {
+        return Ok(definitions);
+    }
+    let sts = crate::sinks::sdk_config(region, None, api::CALL_TIMEOUT).await;
+    let found = discover::discover(&definitions.unfilled, &sts)
+        .await
+        .map_err(|error| {
+            let _ = writeln!(err, "agent provision: {error}");
+            1
+        })?;
+    for (name, value) in &found {
+        let _ = writeln!(
+            out,
+            "{name} = {value} (not in the vars: found with the AWS credentials)"
+        );
+    }
+    load_with(inputs, &Discovery::Found(found)).map_err(|problems| report_problems(&problems, err))
 }
 
 /// Previews draw with resvg, which costs the sidecar binary about 3 MiB and its idle RSS

@@ -16,12 +16,30 @@ use super::{Location, MARKER, Problem};
 /// How many rounds of variables referring to variables are resolved.
 const MAX_DEPTH: usize = 8;
 
+/// Variables `plan` and `apply` find out themselves when neither the vars file nor `--var`
+/// gives them: the account (STS GetCallerIdentity) and the Region (the client's).
+pub const DISCOVERABLE: [&str; 2] = ["AccountId", "Region"];
+
+/// What happens to [`DISCOVERABLE`] variables that the vars file and `--var` leave out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Discovery {
+    /// Every placeholder must be filled.
+    #[default]
+    Strict,
+    /// Offline (`validate`): they may stay unfilled; `plan` and `apply` will find them.
+    Deferred,
+    /// Found values (name, value), used where the vars give none; the rest is strict.
+    Found(Vec<(String, String)>),
+}
+
 /// The variables of one environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Vars {
     values: BTreeMap<String, String>,
     /// Where they came from, for problem reports.
     source: String,
+    /// Placeholders that may stay unfilled ([`Discovery::Deferred`]).
+    deferred: &'static [&'static str],
 }
 
 impl Vars {
@@ -68,9 +86,31 @@ impl Vars {
             }
         }
         let source = file.map_or_else(|| "--var".to_owned(), |p| p.display().to_string());
-        let mut vars = Self { values, source };
+        let mut vars = Self {
+            values,
+            source,
+            deferred: &[],
+        };
         vars.resolve();
         vars
+    }
+
+    /// Applies `discovery`: found values fill what the vars leave out; deferred names may
+    /// stay unfilled.
+    pub fn discover(mut self, discovery: &Discovery) -> Self {
+        match discovery {
+            Discovery::Strict => {}
+            Discovery::Deferred => self.deferred = &DISCOVERABLE,
+            Discovery::Found(found) => {
+                for (name, value) in found {
+                    self.values
+                        .entry(name.clone())
+                        .or_insert_with(|| value.clone());
+                }
+                self.resolve();
+            }
+        }
+        self
     }
 
     /// A vars set from pairs (tests).
@@ -81,6 +121,7 @@ impl Vars {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             source: "vars".to_owned(),
+            deferred: &[],
         };
         vars.resolve();
         vars
@@ -173,7 +214,10 @@ impl Vars {
         match value {
             Value::String(text) => {
                 let filled = substitute(text, &self.values);
-                for name in placeholders(&filled) {
+                for name in placeholders(&filled)
+                    .into_iter()
+                    .filter(|name| !self.deferred.contains(name))
+                {
                     problems.push(Problem {
                         file: file.to_owned(),
                         location: Location::Path(path.to_owned()),

@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::aws::AwsKeys;
+
 /// Request metrics: extraction, aggregation and publication.
 #[derive(Debug, Clone, Deserialize)]
 pub struct MetricsConfig {
@@ -40,6 +42,25 @@ pub struct MetricsConfig {
     /// convention), so invented methods cannot create series.
     #[serde(default = "default_methods")]
     pub methods: Vec<String>,
+    /// IAM role PutMetricData assumes (cross-account delivery), on top of the default
+    /// credentials (the task role); unset: the default credentials sign. (With `publish =
+    /// "emf"` the documents go through the CloudWatch Logs sink, as its `role_arn` says.)
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// `sts:ExternalId` the role's trust policy asks for (only with `role_arn`).
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Session name of the assumed role (only with `role_arn`; default `agent`).
+    #[serde(default)]
+    pub session_name: Option<String>,
+    /// FIPS endpoints (`monitoring-fips.<region>.amazonaws.com`); default from
+    /// `AWS_USE_FIPS_ENDPOINT`. Not with `endpoint`.
+    #[serde(default)]
+    pub use_fips: Option<bool>,
+    /// Dual-stack (IPv4 + IPv6) endpoints (`monitoring.<region>.api.aws`); default from
+    /// `AWS_USE_DUALSTACK_ENDPOINT`. Not with `endpoint`.
+    #[serde(default)]
+    pub use_dualstack: Option<bool>,
 }
 
 impl Default for MetricsConfig {
@@ -56,6 +77,11 @@ impl Default for MetricsConfig {
             endpoint: None,
             access_log: AccessLogFields::default(),
             methods: default_methods(),
+            role_arn: None,
+            external_id: None,
+            session_name: None,
+            use_fips: None,
+            use_dualstack: None,
         }
     }
 }
@@ -204,7 +230,21 @@ impl MetricsConfig {
             self.publish.is_valid(),
             ".publish: must be cloudwatch, emf or none".into(),
         );
+        errors.extend(self.aws().validate(path));
         errors
+    }
+
+    /// Where the PutMetricData client calls and as whom.
+    pub fn aws(&self) -> AwsKeys<'_> {
+        AwsKeys {
+            region: self.region.as_deref(),
+            endpoint: self.endpoint.as_deref(),
+            use_fips: self.use_fips,
+            use_dualstack: self.use_dualstack,
+            role_arn: self.role_arn.as_deref(),
+            external_id: self.external_id.as_deref(),
+            session_name: self.session_name.as_deref(),
+        }
     }
 }
 

@@ -4,8 +4,6 @@
 //! percentile. Memory grows with the spread of values, not their number (about 2,000
 //! buckets span 1 µs to 1 h).
 
-use std::collections::BTreeMap;
-
 /// Relative error of a bucket's representative value (0.5%, so percentiles stay within 1%).
 pub const RELATIVE_ACCURACY: f64 = 0.005;
 
@@ -15,7 +13,7 @@ const MIN_VALUE: f64 = 1e-6;
 /// Counts per logarithmic bucket, plus exact count, sum, min and max.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogHistogram {
-    buckets: BTreeMap<i32, u64>,
+    buckets: Buckets,
     zero: u64,
     count: u64,
     sum: f64,
@@ -27,8 +25,68 @@ fn gamma() -> f64 {
     (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY)
 }
 
+/// ln γ, precomputed (a test checks it against [`gamma`]): the index costs one `ln`.
+const LN_GAMMA: f64 = 0.010_000_083_334_583_39;
+
 fn index(value: f64) -> i32 {
-    (value.ln() / gamma().ln()).ceil() as i32
+    (value.ln() / LN_GAMMA).ceil() as i32
+}
+
+/// Counts of consecutive bucket indices from `offset`: one indexed add per value (a map
+/// was a tree walk of cache misses per request), grown at either end as values spread.
+#[derive(Debug, Clone, Default)]
+struct Buckets {
+    offset: i32,
+    counts: Vec<u64>,
+}
+
+/// Most buckets kept (16 KiB): beyond, the lowest are collapsed into one, as DDSketch's
+/// collapsing store does. 2,048 buckets span nine orders of magnitude (e.g. 4 µs to 1 h),
+/// so only latencies a billion times below the largest lose their accuracy.
+const MAX_BUCKETS: i32 = 2048;
+
+impl Buckets {
+    fn add(&mut self, i: i32, n: u64) {
+        if self.counts.is_empty() {
+            self.offset = i;
+        }
+        let top = self.offset + self.counts.len().max(1) as i32 - 1;
+        // Too far below what is kept: counted in the lowest bucket that may be kept.
+        let i = i.max(top - MAX_BUCKETS + 1);
+        if i < self.offset {
+            let grow = (self.offset - i) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.offset = i;
+        }
+        if i - self.offset >= MAX_BUCKETS {
+            // A new maximum: the lowest buckets fold into the lowest one kept.
+            let shift = (i - self.offset - MAX_BUCKETS + 1) as usize;
+            let folded: u64 = self.counts.drain(..shift.min(self.counts.len())).sum();
+            self.offset = i - MAX_BUCKETS + 1;
+            match self.counts.first_mut() {
+                Some(lowest) => *lowest = lowest.saturating_add(folded),
+                None => self.counts.push(folded),
+            }
+        }
+        let at = (i - self.offset) as usize;
+        if at >= self.counts.len() {
+            self.counts.resize(at + 1, 0);
+        }
+        self.counts[at] = self.counts[at].saturating_add(n);
+    }
+
+    /// (index, count) of the non-empty buckets, in increasing order.
+    fn iter(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
+        (self.offset..)
+            .zip(self.counts.iter().copied())
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+impl PartialEq for Buckets {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
 }
 
 /// The representative value of bucket `i`: within the relative accuracy of every value in it.
@@ -55,8 +113,7 @@ impl LogHistogram {
         if value <= MIN_VALUE {
             self.zero = self.zero.saturating_add(n);
         } else {
-            let bucket = self.buckets.entry(index(value)).or_default();
-            *bucket = bucket.saturating_add(n);
+            self.buckets.add(index(value), n);
         }
     }
 
@@ -80,9 +137,8 @@ impl LogHistogram {
         self.count = self.count.saturating_add(other.count);
         self.sum += other.sum;
         self.zero = self.zero.saturating_add(other.zero);
-        for (i, n) in &other.buckets {
-            let bucket = self.buckets.entry(*i).or_default();
-            *bucket = bucket.saturating_add(*n);
+        for (i, n) in other.buckets.iter() {
+            self.buckets.add(i, n);
         }
     }
 
@@ -109,12 +165,12 @@ impl LogHistogram {
     /// (representative value, count) pairs in increasing order: what CloudWatch receives as
     /// `Values`/`Counts`. The extremes are clamped to the exact min and max.
     pub fn values_and_counts(&self) -> Vec<(f64, u64)> {
-        let mut out = Vec::with_capacity(self.buckets.len() + 1);
+        let mut out = Vec::new();
         if self.zero > 0 {
             out.push((0.0, self.zero));
         }
-        for (i, n) in &self.buckets {
-            out.push((representative(*i).clamp(self.min, self.max), *n));
+        for (i, n) in self.buckets.iter() {
+            out.push((representative(i).clamp(self.min, self.max), n));
         }
         out
     }
@@ -153,6 +209,50 @@ pub fn quantile_of(pairs: &[(f64, u64)], q: f64) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_precomputed_ln_gamma_is_ln_gamma() {
+        assert!((LN_GAMMA - gamma().ln()).abs() < 1e-15, "{}", gamma().ln());
+    }
+
+    #[test]
+    fn the_span_is_capped_by_collapsing_the_lowest_buckets() {
+        let mut h = LogHistogram::default();
+        h.record(1e-5);
+        h.record(1e9);
+        h.record(1e-5);
+        assert!(h.buckets.counts.len() <= MAX_BUCKETS as usize);
+        let pairs = h.values_and_counts();
+        assert_eq!(pairs.iter().map(|p| p.1).sum::<u64>(), 3, "nothing lost");
+        assert_eq!(pairs.last().unwrap().1, 1);
+        let q99 = h.quantile(0.99).unwrap();
+        assert!((q99 - 1e9).abs() / 1e9 < 0.01, "{q99}");
+        let mut wide = LogHistogram::default();
+        for i in 0..5000 {
+            wide.record(1e-4 * 1.02f64.powi(i));
+        }
+        assert!(wide.buckets.counts.len() <= MAX_BUCKETS as usize);
+        assert_eq!(
+            wide.values_and_counts().iter().map(|p| p.1).sum::<u64>(),
+            5000
+        );
+    }
+
+    #[test]
+    fn buckets_grow_at_both_ends_and_compare_by_content() {
+        let mut a = LogHistogram::default();
+        for v in [5.0, 1.0, 100.0, 0.01, 5.0] {
+            a.record(v);
+        }
+        let mut b = LogHistogram::default();
+        for v in [0.01, 100.0, 5.0, 5.0, 1.0] {
+            b.record(v);
+        }
+        assert_eq!(a, b);
+        let pairs = a.values_and_counts();
+        assert_eq!(pairs.iter().map(|p| p.1).collect::<Vec<_>>(), [1, 1, 2, 1]);
+        assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
     use proptest::prelude::*;
 
     use super::*;

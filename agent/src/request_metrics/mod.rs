@@ -85,15 +85,25 @@ pub struct Series {
 }
 
 /// Aggregation state, behind [`Recorder`].
+///
+/// A timing finds its series through small integer ids, not by hashing and comparing
+/// strings per request: the route's id (one lookup in a map of at most `max_routes`
+/// entries), the method's and the status class's index, then a slot table. Label strings
+/// are cloned once, when a series is created.
 #[derive(Debug, Default)]
 pub struct Aggregator {
     max_routes: usize,
     /// Registered methods (upper case); the rest become [`OTHER_METHOD`].
     methods: Vec<String>,
-    routes: std::collections::HashSet<String>,
-    period: HashMap<TimingKey, Series>,
-    /// Since start, for Prometheus (cumulative, never reset).
-    cumulative: std::collections::BTreeMap<TimingKey, PromHistogram>,
+    /// Route → route id (`OTHER_ROUTE` has [`other_route`](Self::other_route)).
+    routes: HashMap<String, u32>,
+    /// The id of [`OTHER_ROUTE`], once something was folded.
+    other_route: Option<u32>,
+    /// Per route id, per method index, per status class: the series id + 1 (0 = none yet).
+    slots: Vec<u32>,
+    /// Every series since start: its key, its Prometheus histogram (cumulative, never
+    /// reset) and this period's aggregate.
+    series: Vec<SeriesState>,
     /// Requests whose route was folded into `other` (cumulative).
     pub folded: u64,
     /// Timings rejected as unusable (NaN, negative or above [`MAX_LATENCY_MS`] latency,
@@ -101,6 +111,13 @@ pub struct Aggregator {
     pub invalid: u64,
     /// Timings whose count was clamped to [`MAX_TIMING_COUNT`], cumulative.
     pub clamped: u64,
+}
+
+#[derive(Debug)]
+struct SeriesState {
+    key: TimingKey,
+    cumulative: PromHistogram,
+    period: Series,
 }
 
 impl Aggregator {
@@ -119,12 +136,20 @@ impl Aggregator {
         }
     }
 
-    /// The series label of `method`: itself (upper case) when registered, else `_OTHER`.
-    fn method_label(&self, method: &str) -> String {
+    /// The index of `method`'s label: its place among the registered methods, or the
+    /// last index (`_OTHER`).
+    fn method_index(&self, method: &str) -> usize {
         self.methods
             .iter()
-            .find(|m| m.eq_ignore_ascii_case(method))
-            .map_or_else(|| OTHER_METHOD.to_owned(), Clone::clone)
+            .position(|m| m.eq_ignore_ascii_case(method))
+            .unwrap_or(self.methods.len())
+    }
+
+    #[cfg(test)]
+    fn method_label(&self, method: &str) -> &str {
+        self.methods
+            .get(self.method_index(method))
+            .map_or(OTHER_METHOD, String::as_str)
     }
 
     /// Most series this aggregator can ever hold: routes × methods × status classes.
@@ -135,7 +160,7 @@ impl Aggregator {
     /// Series kept for Prometheus (cumulative, never pruned: bounded by
     /// [`max_series`](Self::max_series)).
     pub fn series(&self) -> usize {
-        self.cumulative.len()
+        self.series.len()
     }
 
     /// Adds a timing to the current period.
@@ -152,26 +177,18 @@ impl Aggregator {
             timing.count = MAX_TIMING_COUNT;
             self.clamped = self.clamped.saturating_add(1);
         }
-        let route = if self.routes.contains(&timing.route) {
-            timing.route
-        } else if self.routes.len() < self.max_routes && is_route_template(&timing.route) {
-            self.routes.insert(timing.route.clone());
-            timing.route
-        } else {
-            self.folded = self.folded.saturating_add(timing.count);
-            OTHER_ROUTE.to_owned()
-        };
-        let method = self.method_label(&timing.method);
-        let key = TimingKey {
-            route,
-            method,
-            status_class: status_class(timing.status),
-        };
-        self.cumulative
-            .entry(key.clone())
-            .or_default()
+        let route = self.route_id(timing.route, timing.count);
+        let method = self.method_index(&timing.method);
+        let class = STATUS_CLASSES
+            .iter()
+            .position(|c| *c == status_class(timing.status))
+            .unwrap_or(STATUS_CLASSES.len() - 1);
+        let id = self.series_id(route, method, class);
+        let state = &mut self.series[id];
+        state
+            .cumulative
             .record(timing.latency_ms / 1000.0, timing.count);
-        let series = self.period.entry(key).or_default();
+        let series = &mut state.period;
         series.count = series.count.saturating_add(timing.count);
         if (500..=599).contains(&timing.status) {
             series.errors = series.errors.saturating_add(timing.count);
@@ -179,12 +196,70 @@ impl Aggregator {
         series.latency.record_n(timing.latency_ms, timing.count);
     }
 
+    /// The id of `route`: known, newly admitted (under `max_routes` and looking like a
+    /// template), or `other` (its `count` requests counted as folded).
+    fn route_id(&mut self, route: String, count: u64) -> u32 {
+        if let Some(id) = self.routes.get(route.as_str()) {
+            return *id;
+        }
+        let next = self.routes.len() as u32 + u32::from(self.other_route.is_some());
+        if self.routes.len() < self.max_routes && is_route_template(&route) {
+            self.routes.insert(route, next);
+            return next;
+        }
+        self.folded = self.folded.saturating_add(count);
+        *self.other_route.get_or_insert(next)
+    }
+
+    /// The series of (route id, method index, class index), created on first use.
+    fn series_id(&mut self, route: u32, method: usize, class: usize) -> usize {
+        let per_route = (self.methods.len() + 1) * STATUS_CLASSES.len();
+        let slot = route as usize * per_route + method * STATUS_CLASSES.len() + class;
+        if self.slots.len() <= slot {
+            self.slots.resize((route as usize + 1) * per_route, 0);
+        }
+        if let Some(id) = self.slots[slot].checked_sub(1) {
+            return id as usize;
+        }
+        let route_label = if Some(route) == self.other_route {
+            OTHER_ROUTE.to_owned()
+        } else {
+            self.routes
+                .iter()
+                .find(|(_, id)| **id == route)
+                .map(|(r, _)| r.clone())
+                .unwrap_or_default()
+        };
+        let key = TimingKey {
+            route: route_label,
+            method: self
+                .methods
+                .get(method)
+                .map_or_else(|| OTHER_METHOD.to_owned(), Clone::clone),
+            status_class: STATUS_CLASSES[class],
+        };
+        self.series.push(SeriesState {
+            key,
+            cumulative: PromHistogram::default(),
+            period: Series::default(),
+        });
+        self.slots[slot] = self.series.len() as u32;
+        self.series.len() - 1
+    }
+
     /// Request counters and latency histograms, and the fold/invalid/clamp counters, as
     /// Prometheus families (cumulative since start).
     pub fn families(&self) -> Vec<MetricFamily> {
-        let mut requests = Vec::with_capacity(self.cumulative.len());
-        let mut durations = Vec::with_capacity(self.cumulative.len());
-        for (key, histogram) in &self.cumulative {
+        let mut requests = Vec::with_capacity(self.series.len());
+        let mut durations = Vec::with_capacity(self.series.len());
+        let mut sorted: Vec<&SeriesState> = self.series.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        for SeriesState {
+            key,
+            cumulative: histogram,
+            ..
+        } in sorted
+        {
             let labels = [
                 (labels::ROUTE, key.route.as_str()),
                 (labels::METHOD, key.method.as_str()),
@@ -236,7 +311,11 @@ impl Aggregator {
 
     /// Ends the period: returns what it accumulated and starts an empty one.
     pub fn take_period(&mut self) -> HashMap<TimingKey, Series> {
-        std::mem::take(&mut self.period)
+        self.series
+            .iter_mut()
+            .filter(|s| s.period.count > 0)
+            .map(|s| (s.key.clone(), std::mem::take(&mut s.period)))
+            .collect()
     }
 }
 
@@ -255,11 +334,10 @@ struct PromHistogram {
 
 impl PromHistogram {
     fn record(&mut self, seconds: f64, n: u64) {
-        if let Some(i) = PROM_BUCKETS_SECONDS
-            .iter()
-            .position(|bound| seconds <= *bound)
-        {
-            self.buckets[i] = self.buckets[i].saturating_add(n);
+        // The first bucket whose bound is ≥ seconds (none past the last bound).
+        let i = PROM_BUCKETS_SECONDS.partition_point(|bound| *bound < seconds);
+        if let Some(bucket) = self.buckets.get_mut(i) {
+            *bucket = bucket.saturating_add(n);
         }
         self.count = self.count.saturating_add(n);
         self.sum += seconds * n as f64;
@@ -520,8 +598,8 @@ mod tests {
                 latency_ms: 1.0,
                 count: 1,
             });
-            for key in aggregator.period.keys() {
-                seen.insert(key.method.clone());
+            for state in &aggregator.series {
+                seen.insert(state.key.method.clone());
             }
         }
         assert_eq!(

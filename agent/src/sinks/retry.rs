@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_cloudwatchlogs::config::http::HttpResponse;
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 
@@ -47,6 +48,13 @@ pub fn classify<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> F
         SdkError::DispatchFailure(failure) => {
             if failure.is_timeout() {
                 Failure::Retry(RetryReason::Timeout)
+            } else if failure
+                .as_connector_error()
+                .is_some_and(|e| caused_by_credentials(e))
+            {
+                // No credentials to sign with: an assumed role STS refused (or the default
+                // chain found none). The operator's to fix; retried like refused credentials.
+                Failure::Retry(RetryReason::Auth)
             } else {
                 Failure::Retry(RetryReason::Connection)
             }
@@ -65,6 +73,18 @@ pub fn classify<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> F
             code: "unknown".into(),
         },
     }
+}
+
+/// Whether credentials could not be had (the SDK reports it as a dispatch failure).
+fn caused_by_credentials(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        if error.is::<CredentialsError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Classification by error code and HTTP status.
@@ -189,6 +209,28 @@ mod tests {
     }
 
     #[test]
+    fn credentials_that_cannot_be_had_are_auth_failures_not_connection_ones() {
+        use aws_sdk_cloudwatchlogs::config::http::HttpResponse;
+        use aws_sdk_cloudwatchlogs::error::ConnectorError;
+        use aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsError;
+        let dispatch = |source: Box<dyn std::error::Error + Send + Sync>| {
+            SdkError::<PutLogEventsError, HttpResponse>::dispatch_failure(ConnectorError::other(
+                source, None,
+            ))
+        };
+        let refused = CredentialsError::provider_error("AssumeRole: AccessDenied");
+        assert_eq!(
+            classify(&dispatch(Box::new(refused))),
+            Failure::Retry(RetryReason::Auth)
+        );
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            classify(&dispatch(Box::new(reset))),
+            Failure::Retry(RetryReason::Connection)
+        );
+    }
+
+    #[test]
     fn refused_credentials_are_retried_not_dropped() {
         for code in [
             "AccessDeniedException",
@@ -214,5 +256,39 @@ mod tests {
             "{delays:?}"
         );
         assert_eq!(backoff.attempts(), 12);
+    }
+
+    #[tokio::test]
+    async fn a_role_that_cannot_be_assumed_fails_the_call_as_a_retryable_auth_failure() {
+        // STS (here the same closed loopback port as the service) cannot be reached.
+        let keys = crate::aws::AwsKeys {
+            endpoint: Some("http://127.0.0.1:1"),
+            region: Some("us-east-1"),
+            ..crate::aws::AwsKeys::default()
+        };
+        let base = keys
+            .loader(Duration::from_secs(2))
+            .empty_test_environment()
+            .credentials_provider(aws_sdk_cloudwatchlogs::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .load()
+            .await;
+        let role = crate::aws::AssumeRole {
+            role_arn: "arn:aws:iam::111122223333:role/central-logging",
+            external_id: None,
+            session_name: None,
+        };
+        let config = crate::aws::assume_role(base.clone(), &base, role).await;
+        let error = aws_sdk_cloudwatchlogs::Client::new(&config)
+            .describe_log_groups()
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            classify(&error),
+            Failure::Retry(RetryReason::Auth),
+            "{error:?}"
+        );
     }
 }

@@ -36,6 +36,7 @@ use crate::config::{Config, Publish};
 use crate::metrics::Metrics;
 use crate::pipeline::budget::MemoryBudget;
 use crate::pipeline::ecs::SharedTaskInfo;
+use crate::pipeline::filter::Filters;
 use crate::pipeline::multiline::Multiline;
 use crate::pipeline::parse::{ParseFields, TimingFieldNames};
 use crate::pipeline::redact::Redactor;
@@ -159,7 +160,8 @@ fn processor(
         fields,
         redactor,
         config.sinks.cloudwatch_logs.max_event_bytes,
-    );
+    )
+    .with_filters(Filters::new(&pipeline.filters));
     if let Some(recorder) = recorder {
         processor = processor.with_observer(Arc::new(recorder.clone()));
     }

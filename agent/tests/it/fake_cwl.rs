@@ -21,6 +21,8 @@ pub(crate) struct Recorded {
     pub(crate) events: Vec<(String, i64, String)>,
     pub(crate) put_calls: usize,
     pub(crate) groups: Vec<String>,
+    /// Every CreateLogGroup request body, as sent.
+    pub(crate) create_group_requests: Vec<Value>,
     pub(crate) retention: Option<i64>,
     /// Messages sent with `x-amzn-logs-format: json/emf`, by stream.
     pub(crate) emf: Vec<(String, String)>,
@@ -121,6 +123,7 @@ async fn handle(State(fake): State<FakeCwl>, headers: HeaderMap, body: Bytes) ->
     match action.as_str() {
         "CreateLogGroup" => {
             let mut recorded = fake.recorded.lock().unwrap();
+            recorded.create_group_requests.push(request.clone());
             let name = request["logGroupName"]
                 .as_str()
                 .unwrap_or_default()

@@ -11,6 +11,9 @@ mod fault_proxy;
 mod faults;
 mod hostile;
 mod multiline;
+mod outbound;
+mod outbound_proxy;
+mod parity;
 #[cfg(feature = "preview")]
 mod preview;
 mod promtool;

@@ -340,3 +340,72 @@ async fn plan_apply_edit_and_prune_against_the_emulator() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_and_apply_find_the_account_with_sts_and_validate_stays_offline() {
+    let moto = Moto::start();
+    let proxy = crate::outbound_proxy::OutboundProxy::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    copy_dir(&repo_root().join("dashboards"), &dir.join("dashboards"));
+    copy_dir(&repo_root().join("alerts"), &dir.join("alerts"));
+    let vars = repo_root().join("provision/dev.json");
+    // No AccountId anywhere; every AWS call through the proxy, which counts them.
+    let provision = |args: &[&str]| {
+        let output = agent_command()
+            .current_dir(dir)
+            .arg("provision")
+            .args(args)
+            .args(["--env", "dev", "--vars", vars.to_str().unwrap()])
+            .env("AWS_ENDPOINT_URL", &moto.endpoint)
+            .env("AWS_ENDPOINT_URL_CLOUDWATCH", &moto.cloudwatch_endpoint)
+            .env("HTTP_PROXY", &proxy.url)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let sts_calls = || {
+        proxy
+            .forwarded()
+            .iter()
+            .filter(|f| f.service() == Some("sts"))
+            .count()
+    };
+
+    let (code, out, err) = provision(&["validate"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok: 3 dashboards, 7 alarms"), "{out}");
+    assert!(proxy.forwarded().is_empty(), "validate sends nothing");
+
+    let (code, out, err) = provision(&["apply"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("AccountId = 123456789012 (not in the vars: found with the AWS credentials)")
+            && out.contains("Apply complete: 10 created"),
+        "{out}"
+    );
+    assert_eq!(sts_calls(), 1);
+    let alarms = cloudwatch(&moto.cloudwatch_endpoint)
+        .describe_alarms()
+        .alarm_names("app-dev-agent-api-down")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        alarms.metric_alarms()[0].alarm_actions(),
+        ["arn:aws:sns:us-east-1:123456789012:app-dev-pager"]
+    );
+
+    // A given AccountId is used as it is: no STS call.
+    let (code, out, err) = provision(&["plan", "--var", "AccountId=123456789012"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("0 to create, 0 to update, 0 to delete, 10 unchanged"),
+        "{out}"
+    );
+    assert_eq!(sts_calls(), 1);
+}

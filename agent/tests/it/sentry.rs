@@ -74,7 +74,10 @@ impl Request {
         assert_eq!(items.len(), 1, "one item per envelope");
         assert_eq!(items[0].0["type"], "event");
         let event: Value = serde_json::from_slice(&items[0].1).expect("JSON event");
-        assert_eq!(header["event_id"], event["event_id"]);
+        // One id: hyphenated in the header (a serialized Uuid), 32 hex digits in the event.
+        let id = |v: &Value| v.as_str().and_then(|s| s.parse::<uuid::Uuid>().ok());
+        assert_eq!(id(&header["event_id"]), id(&event["event_id"]));
+        assert!(id(&event["event_id"]).is_some());
         event
     }
 }
@@ -359,9 +362,10 @@ async fn error_lines_reach_sentry_redacted_with_their_breadcrumbs() {
     let requests = fake.requests();
     assert_eq!(requests.len(), 1);
     let event = requests[0].event();
-    assert_eq!(event["level"], "error");
+    // Level `error` is Sentry's default, left out (Relay fills it in).
+    assert!(event.get("level").is_none());
     assert_eq!(event["logger"], "api::users");
-    assert_eq!(event["message"]["formatted"], "request failed");
+    assert_eq!(event["message"], "request failed");
     assert_eq!(event["environment"], "test");
     assert_eq!(event["release"], "api@0.1.0");
     assert_eq!(event["tags"]["route"], "/api/users/{id}");
@@ -518,7 +522,261 @@ async fn the_dsn_comes_from_secrets_manager() {
     let logs = exit(agent).await;
     assert!(!logs.contains(KEY), "the DSN key leaked into the logs");
     assert_eq!(
-        fake.requests()[0].event()["message"]["formatted"],
+        fake.requests()[0].event()["message"],
         "from the secret's DSN"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Before/after: the envelopes the hand-written JSON builder sent (recorded once, before the
+// sink moved to sentry-types' Event and Envelope) against what the sink sends now.
+
+/// Where the recorded envelopes live.
+fn golden_path() -> std::path::PathBuf {
+    repo_root().join("agent/tests/fixtures/sentry/hand_written_envelopes.json")
+}
+
+/// A line event at a fixed time (`ms` after 1,700,000,000 s: timestamps are compared).
+fn fixed_event(ms: i64, level: Level, line: Value, request_id: Option<&str>) -> Event {
+    Event {
+        time_ms: 1_700_000_000_000 + ms,
+        ..line_event(level, line, request_id)
+    }
+}
+
+/// Fixed inputs that reach every part of an event: breadcrumbs (JSON and not), exception
+/// with Rust, Java, JavaScript and Python frames, tags to sanitize, nested `extra`, OTel's
+/// flat attributes, a line that is not JSON, whole-second and millisecond timestamps, and a
+/// de-duplication follow-up.
+fn golden_batch() -> Vec<Event> {
+    let mut batch: Vec<Event> = (0..3)
+        .map(|i| {
+            fixed_event(
+                i,
+                Level::Info,
+                json!({"level":"info","target":"access","message":"request","route":"/api/items/{id}","status":200,"request_id":"req-1","seq":i}),
+                Some("req-1"),
+            )
+        })
+        .collect();
+    batch.push(fixed_event(
+        3,
+        Level::Warn,
+        json!("not json: a plain crumb"),
+        Some("req-1"),
+    ));
+    batch.last_mut().unwrap().message = "a plain crumb line".into();
+    batch.push(fixed_event(
+        123,
+        Level::Error,
+        json!({
+            "level": "error", "target": "api::db", "message": "query failed",
+            "error_kind": "db_timeout", "error": "timed out after 2s",
+            "stack": "   0: api::db::query\n             at ./src/db.rs:10:5\n   1: api::main",
+            "route": format!("/api/{}", "x".repeat(300)), "method": "GET\nPOST", "status": 500,
+            "request_id": "req-1", "nested": {"a": [1, 2.5, {"b": null}], "z": true},
+            "password": "[REDACTED]", "user_id": 42
+        }),
+        Some("req-1"),
+    ));
+    batch.push(fixed_event(
+        1000,
+        Level::Fatal,
+        json!({"level": "fatal", "text": "out of memory"}),
+        None,
+    ));
+    let mut plain = fixed_event(2001, Level::Error, json!(null), None);
+    plain.message = "panic: plain text line, not JSON".into();
+    batch.push(plain);
+    batch.push(fixed_event(
+        3000,
+        Level::Error,
+        json!({
+            "message": "cache check failed", "exception.type": "ConnectionError",
+            "exception.message": "redis unreachable",
+            "exception.stacktrace": "Traceback (most recent call last):\n  File \"app.py\", line 3, in handler\nConnectionError: redis unreachable",
+            "http.route": "/api/health/redis", "severity_text": "ERROR"
+        }),
+        None,
+    ));
+    batch.push(fixed_event(
+        4567,
+        Level::Error,
+        json!({
+            "message": "TypeError in handler", "error_kind": "TypeError",
+            "stack": "TypeError: x is undefined\n    at query (/app/db.js:10:15)\n    at /app/index.js:3:1\n\tat com.x.Db.query(Db.java:42)\n\tat java.base/Thread.run(Native Method)",
+            "route": "/js"
+        }),
+        None,
+    ));
+    for i in 0..3 {
+        batch.push(fixed_event(
+            5000 + i,
+            Level::Error,
+            json!({"level":"error","message":"upstream down","error_kind":"upstream","route":"/pay","attempt":i}),
+            None,
+        ));
+    }
+    batch
+}
+
+/// Runs the sink on [`golden_batch`]; each envelope as `{"header", "item", "event"}`.
+async fn golden_envelopes() -> Vec<Value> {
+    let fake = FakeSentry::default();
+    let addr = fake.start().await;
+    let dsn = Dsn::parse(&format!("http://{KEY}@{addr}/42")).unwrap();
+    let task_info = SharedTaskInfo::default();
+    task_info.set(TaskInfo {
+        cluster: "prod".into(),
+        task_id: "a1b2c3".into(),
+        family_revision: "api:7".into(),
+        availability_zone: "eu-west-1a".into(),
+        app_container: "api".into(),
+    });
+    let config = SentryConfig {
+        dsn: Some(Redacted::new("unused")),
+        environment: Some("staging".into()),
+        release: Some("api@2.0.0".into()),
+        ..SentryConfig::default()
+    };
+    let metrics = Arc::new(Metrics::default());
+    let (tap, sink) = build_with_dsn(&config, &dsn, metrics, task_info).unwrap();
+    let stop = CancellationToken::new();
+    let sink = tokio::spawn(sink.run(stop.clone()));
+    tap.observe(&golden_batch());
+    fake.wait_for(6).await;
+    stop.cancel();
+    sink.await.unwrap();
+    fake.requests()
+        .iter()
+        .map(|request| {
+            let (header, mut items) = request.envelope();
+            assert_eq!(items.len(), 1);
+            let (item, payload) = items.remove(0);
+            let event: Value = serde_json::from_slice(&payload).unwrap();
+            json!({"header": header, "item": item, "event": event})
+        })
+        .collect()
+}
+
+/// An event as Sentry reads it, to compare the two builders: the event id (random per run)
+/// checked and removed, Sentry's defaults filled in (sentry-types leaves out level `error`,
+/// platform `other` and the default fingerprint), the legacy `message: {"formatted"}` as the
+/// plain string Relay treats the same, timestamps as numbers (a whole second is an integer
+/// now, `.0` before), and the SDK version (the crate's) checked and removed.
+fn canonical(event: &Value) -> Value {
+    let mut event = event.clone();
+    let object = event.as_object_mut().unwrap();
+    let id = object.remove("event_id").unwrap();
+    let id = id.as_str().unwrap();
+    assert!(
+        id.len() == 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    object.entry("level").or_insert(json!("error"));
+    object.entry("platform").or_insert(json!("other"));
+    object
+        .entry("fingerprint")
+        .or_insert(json!(["{{ default }}"]));
+    if let Some(formatted) = object["message"].get("formatted").cloned() {
+        object.insert("message".into(), formatted);
+    }
+    let seconds = |t: &mut Value| *t = json!(t.as_f64().expect("a numeric timestamp"));
+    seconds(&mut object["timestamp"]);
+    if let Some(crumbs) = object.get_mut("breadcrumbs") {
+        crumbs["values"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .for_each(|c| seconds(&mut c["timestamp"]));
+    }
+    let sdk = object["sdk"].as_object_mut().unwrap();
+    assert_eq!(
+        sdk.remove("version"),
+        Some(json!(env!("CARGO_PKG_VERSION")))
+    );
+    event
+}
+
+/// Envelope and item headers say the same: one event id (hyphenated in the new header, a
+/// serialized `Uuid`), an RFC 3339 `sent_at` in UTC, the SDK, and the item's type and length.
+/// (The hand-written item header also carried `content_type: application/json`, Sentry's
+/// default for an event; sentry-types leaves it out.)
+fn same_framing(before: &Value, after: &Value) {
+    let id = |v: &Value| -> uuid::Uuid { v.as_str().unwrap().parse().unwrap() };
+    for envelope in [before, after] {
+        assert_eq!(
+            id(&envelope["header"]["event_id"]),
+            id(&envelope["event"]["event_id"])
+        );
+        let sent_at = envelope["header"]["sent_at"].as_str().unwrap();
+        assert!(sent_at.ends_with('Z'), "{sent_at}");
+        // Sentry's own header type reads it (RFC 3339).
+        serde_json::from_value::<sentry_types::protocol::v7::EnvelopeHeaders>(
+            envelope["header"].clone(),
+        )
+        .expect("an envelope header Sentry reads");
+        assert_eq!(envelope["item"]["type"], "event");
+        assert!(envelope["item"]["length"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(
+        before["header"]["sdk"]["name"],
+        after["header"]["sdk"]["name"]
+    );
+    assert_eq!(after["header"]["sdk"], after["event"]["sdk"]);
+    let keys = |v: &Value| {
+        v.as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(keys(&before["header"]), keys(&after["header"]));
+}
+
+/// Each event with one fixed id and SDK version, through Relay's normalizer, `received`
+/// (the time of normalizing) removed, and an explicit default fingerprint (Relay keeps the
+/// `["{{ default }}"]` the hand-written builder sent; sentry-types leaves it out: both mean
+/// Sentry's default grouping) removed.
+fn relay_view(envelopes: &[Value]) -> Vec<Value> {
+    let events: Vec<Value> = envelopes
+        .iter()
+        .map(|envelope| {
+            let mut event = envelope["event"].clone();
+            event["event_id"] = json!("0123456789abcdef0123456789abcdef");
+            event["sdk"]["version"] = json!("0");
+            event
+        })
+        .collect();
+    let mut normalized = relay_normalize(&events);
+    for event in &mut normalized {
+        let object = event.as_object_mut().unwrap();
+        object.remove("received");
+        if object.get("fingerprint") == Some(&json!(["{{ default }}"])) {
+            object.remove("fingerprint");
+        }
+    }
+    normalized
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envelopes_say_what_the_hand_written_builders_said() {
+    let text = std::fs::read_to_string(golden_path()).unwrap();
+    let before: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let after = golden_envelopes().await;
+    assert_eq!(after.len(), before.len());
+    for (old, new) in before.iter().zip(&after) {
+        same_framing(old, new);
+        assert_eq!(
+            canonical(&old["event"]),
+            canonical(&new["event"]),
+            "before:\n{:#}\nafter:\n{:#}",
+            old["event"],
+            new["event"]
+        );
+    }
+    // And Sentry reads them the same.
+    assert_eq!(relay_view(&before), relay_view(&after));
 }

@@ -94,6 +94,11 @@ pub(crate) struct Options {
     pub(crate) metrics: String,
     /// Root keys placed before every table.
     pub(crate) prelude: String,
+    /// The sink's `log_group` and `log_stream` templates.
+    pub(crate) log_group: String,
+    pub(crate) log_stream: String,
+    /// Environment variables of the agent beyond the test credentials.
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -105,6 +110,9 @@ impl Options {
             extra: String::new(),
             metrics: "[metrics]\npublish = \"none\"\n".into(),
             prelude: String::new(),
+            log_group: "/test/agent".into(),
+            log_stream: "{container}/{task_id}".into(),
+            env: Vec::new(),
         }
     }
 }
@@ -124,8 +132,8 @@ log_level = "debug"
 address = "127.0.0.1:{admin_port}"
 [sources.stdin]
 [sinks.cloudwatch_logs]
-log_group = "/test/agent"
-log_stream = "{{container}}/{{task_id}}"
+log_group = "{log_group}"
+log_stream = "{log_stream}"
 endpoint = "{endpoint}"
 region = "us-east-1"
 batch_timeout_ms = 200
@@ -140,12 +148,15 @@ request_timeout_ms = 2000
             endpoint = options.endpoint,
             extra = options.extra,
             metrics = options.metrics,
+            log_group = options.log_group,
+            log_stream = options.log_stream,
         );
         let path = dir.path().join("agent.toml");
         std::fs::write(&path, config).unwrap();
         let mut child = agent_command()
             .args(["run", "--config"])
             .arg(&path)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -268,6 +268,76 @@ fn load_names_everything_under_the_prefix() {
 }
 
 #[test]
+fn account_and_region_stay_unfilled_offline_and_are_filled_with_what_was_found() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "dashboards/api.json",
+        &good_dashboard().to_string(),
+    );
+    write(dir.path(), "alerts/a.json", &good_alarm().to_string());
+    let mut inputs = inputs(dir.path());
+    std::fs::write(
+        dir.path().join("vars.json"),
+        r#"{"Project": "app", "Environment": "dev", "Namespace": "Test/Sidecar",
+            "Topic": "arn:aws:sns:${Region}:${AccountId}:app-dev-pager"}"#,
+    )
+    .unwrap();
+    let strict: Vec<String> = load(&inputs)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        strict
+            .iter()
+            .any(|p| p.contains("unfilled placeholder ${AccountId}"))
+            && strict
+                .iter()
+                .any(|p| p.contains("unfilled placeholder ${Region}")),
+        "{strict:#?}"
+    );
+
+    let offline = load_with(&inputs, &Discovery::Deferred).unwrap();
+    assert_eq!(
+        offline.unfilled.iter().collect::<Vec<_>>(),
+        ["AccountId", "Region"]
+    );
+
+    let found = Discovery::Found(vec![
+        ("AccountId".into(), "111122223333".into()),
+        ("Region".into(), "eu-west-1".into()),
+    ]);
+    let online = load_with(&inputs, &found).unwrap();
+    assert!(online.unfilled.is_empty());
+    assert_eq!(online.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(
+        online.alarms[0].spec.alarm_actions,
+        ["arn:aws:sns:eu-west-1:111122223333:app-dev-pager"]
+    );
+
+    // A value given wins over one found; other placeholders are never deferred.
+    inputs.overrides = vec!["Region=us-west-2".into(), "Other=${Nope}".into()];
+    let given = load_with(&inputs, &found).unwrap();
+    assert_eq!(given.region.as_deref(), Some("us-west-2"));
+    write(
+        dir.path(),
+        "alerts/b.json",
+        &patch(&good_alarm(), "/AlarmName", Some(json!("b-${Nope}"))).to_string(),
+    );
+    let problems: Vec<String> = load_with(&inputs, &Discovery::Deferred)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].contains("unfilled placeholder ${Nope}"),
+        "{problems:#?}"
+    );
+}
+
+#[test]
 fn load_reports_every_file_problem_at_once() {
     let dir = tempfile::tempdir().unwrap();
     write(
@@ -326,6 +396,7 @@ fn definitions() -> Definitions {
     Definitions {
         prefix: "app-dev-agent-".into(),
         region: None,
+        unfilled: Default::default(),
         dashboards: vec![
             DashboardDef {
                 name: "app-dev-agent-a".into(),

@@ -18,8 +18,16 @@ const PER_EVENT_BYTES: usize = 48;
 /// The body of one PutLogEvents call.
 pub fn put_log_events_body(group: &str, stream: &str, events: &[Event]) -> Bytes {
     let messages: usize = events.iter().map(|e| e.message.len()).sum();
+    let longest = events.iter().map(|e| e.message.len()).max().unwrap_or(0);
+    // JSON messages grow by about a tenth when their quotes are escaped: room for an
+    // eighth more, and for the escaper's working room after the last one, so a typical
+    // body is written without reallocating (and copying) it.
     let mut out = Vec::with_capacity(
-        64 + group.len() + stream.len() + messages + events.len() * PER_EVENT_BYTES,
+        64 + 2 * (group.len() + stream.len())
+            + messages
+            + messages / 8
+            + 2 * longest
+            + events.len() * PER_EVENT_BYTES,
     );
     out.extend_from_slice(b"{\"logGroupName\":");
     write_json_string(&mut out, group);
@@ -60,42 +68,71 @@ static ESCAPE: [u8; 256] = {
     table
 };
 
+/// Bytes handled at once.
+const WORD: usize = 8;
+
 /// Appends `text` as a quoted JSON string.
+///
+/// Whole words are stored and the write position advanced by what counts, so a clean word
+/// is one eight-byte store and an escape costs a few stores, never a call to copy a short
+/// run. The room for that is made first: two bytes per input byte (a quote or backslash
+/// doubles), the quotes and a word of slack; a control byte (six) grows it as it comes.
 pub fn write_json_string(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
-    out.push(b'"');
-    let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        // Clean words (most of a plain message) are passed eight bytes at a time; a word
-        // that holds a byte to escape is looked at byte by byte, each byte once.
-        let end = match bytes.get(i..i + 8) {
-            Some(word) if !needs_escape(u64::from_le_bytes(word.try_into().expect("8 bytes"))) => {
-                i += 8;
-                continue;
+    let mut o = out.len();
+    out.resize(o + 2 * bytes.len() + 2 + WORD, 0);
+    out[o] = b'"';
+    o += 1;
+    let mut words = bytes.chunks_exact(WORD);
+    for word in words.by_ref() {
+        let value = u64::from_le_bytes(word.try_into().expect("a word"));
+        out[o..o + WORD].copy_from_slice(word);
+        let mut mask = escape_mask(value);
+        if mask == 0 {
+            o += WORD;
+            continue;
+        }
+        // Bytes before `next` are in place; the rest of the word is stored from `o` on.
+        let mut next = 0;
+        while mask != 0 {
+            let k = (mask.trailing_zeros() / 8) as usize;
+            o += k - next;
+            let byte = (value >> (8 * k)) as u8;
+            if byte >= 0x20 {
+                // `"` or `\\` (the only marked bytes that are not control bytes): no table.
+                out[o] = b'\\';
+                out[o + 1] = byte;
+                o += 2;
+            } else {
+                o = write_escape(out, o, byte);
             }
-            Some(_) => i + 8,
-            None => bytes.len(),
-        };
-        while i < end {
-            let escape = ESCAPE[bytes[i] as usize];
-            if escape != 0 {
-                out.extend_from_slice(&bytes[start..i]);
-                push_escape(out, bytes[i], escape);
-                start = i + 1;
-            }
-            i += 1;
+            next = k + 1;
+            let rest = value.checked_shr(8 * next as u32).unwrap_or(0);
+            out[o..o + WORD].copy_from_slice(&rest.to_le_bytes());
+            mask &= mask - 1;
+        }
+        o += WORD - next;
+    }
+    for &byte in words.remainder() {
+        if ESCAPE[byte as usize] == 0 {
+            out[o] = byte;
+            o += 1;
+        } else {
+            o = write_escape(out, o, byte);
         }
     }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+    out[o] = b'"';
+    out.truncate(o + 1);
 }
 
-/// Writes the escape of `byte` (`escape` is its [`ESCAPE`] entry, not 0).
-fn push_escape(out: &mut Vec<u8>, byte: u8, escape: u8) {
+/// Writes the escape of `byte` at `o`; returns the position after it.
+fn write_escape(out: &mut Vec<u8>, o: usize, byte: u8) -> usize {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let escape = ESCAPE[byte as usize];
     if escape == b'u' {
-        out.extend_from_slice(&[
+        // Six bytes where two were planned.
+        out.resize(out.len() + 4, 0);
+        out[o..o + 6].copy_from_slice(&[
             b'\\',
             b'u',
             b'0',
@@ -103,22 +140,27 @@ fn push_escape(out: &mut Vec<u8>, byte: u8, escape: u8) {
             HEX[(byte >> 4) as usize],
             HEX[(byte & 0xf) as usize],
         ]);
+        o + 6
     } else {
-        out.extend_from_slice(&[b'\\', escape]);
+        out[o] = b'\\';
+        out[o + 1] = escape;
+        o + 2
     }
 }
 
-/// Whether any of the eight bytes of `word` is a control byte (< 0x20), `"` or `\`
-/// (SWAR: a zero byte of `x` shows as its high bit in `(x - 0x01..) & !x & 0x80..`).
-fn needs_escape(word: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
+/// The high bit of each byte of `word` that is a control byte (< 0x20), `"` or `\\`, and
+/// no other bit (exact SWAR: adding 0x7f to the low seven bits of a byte carries into its
+/// high bit unless they were all zero, so no borrow leaks from one byte into the next).
+fn escape_mask(word: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero_in = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    // Bytes below 0x20 (ASCII bytes only: those with the high bit set never need escaping).
-    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
-    let quote = zero_in(word ^ (ONES * u64::from(b'"')));
-    let backslash = zero_in(word ^ (ONES * u64::from(b'\\')));
-    control | quote | backslash != 0
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let zero = |x: u64| !(((x & LOW7) + LOW7) | x | LOW7);
+    // Below 0x20: the low seven bits plus 0x60 stay under 0x80 and the high bit is clear.
+    let control = !(((word & LOW7) + ONES * 0x60) | word) & HIGH;
+    let quote = zero(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero(word ^ (ONES * u64::from(b'\\')));
+    control | quote | backslash
 }
 
 #[cfg(test)]
@@ -154,6 +196,31 @@ mod tests {
             std::str::from_utf8(&body).unwrap(),
             serde_json::to_string(&expected).unwrap()
         );
+    }
+
+    #[test]
+    fn every_escape_at_every_place_of_a_word() {
+        for len in 0..24 {
+            for at in 0..len {
+                for special in ['"', '\\', '\n', '\u{1}', '\u{1f}', 'é'] {
+                    for dense in [false, true] {
+                        let text: String = (0..len)
+                            .map(|i| {
+                                if i == at || (dense && i % 3 == 0) {
+                                    special
+                                } else {
+                                    'a'
+                                }
+                            })
+                            .collect();
+                        let mut out = b"prefix".to_vec();
+                        write_json_string(&mut out, &text);
+                        let expected = format!("prefix{}", serde_json::to_string(&text).unwrap());
+                        assert_eq!(String::from_utf8(out).unwrap(), expected);
+                    }
+                }
+            }
+        }
     }
 
     proptest! {

@@ -2,7 +2,7 @@
 //! retries. Errors are classified by `retry.rs`; the SDK's own retries are off so that one
 //! policy (ours) decides.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,23 +11,62 @@ use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_types::body::SdkBody;
 use tokio_util::sync::CancellationToken;
 
+use super::config::{CloudWatchLogsConfig, LogGroupClass, RetentionPolicy};
 use crate::metrics::{DropReason, Metrics, RetryReason};
 use crate::pipeline::event::{Ack, Event};
 use crate::sinks::retry::{Backoff, Failure, classify};
+
+/// Where a batch goes: a log group and one of its streams.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Destination {
+    /// The log group.
+    pub group: Arc<str>,
+    /// The stream in it.
+    pub stream: Arc<str>,
+}
+
+/// How the agent creates a group (CreateLogGroup's parameters) and keeps its retention.
+#[derive(Debug, Clone, Default)]
+pub struct GroupSettings {
+    /// Retention in days.
+    pub retention_days: u32,
+    /// `enforce` also applies the retention to groups that already exist.
+    pub retention_policy: RetentionPolicy,
+    /// KMS key ARN.
+    pub kms_key_id: Option<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Group class.
+    pub class: Option<LogGroupClass>,
+}
+
+impl GroupSettings {
+    /// The settings of `config`.
+    pub fn of(config: &CloudWatchLogsConfig) -> Self {
+        Self {
+            retention_days: config.retention_days,
+            retention_policy: config.retention_policy,
+            kms_key_id: config.kms_key_id.clone(),
+            tags: config.tags.clone(),
+            class: config.log_group_class,
+        }
+    }
+}
 
 /// Shared by every request of the sink.
 #[derive(Debug, Clone)]
 pub struct LogsService {
     client: Client,
-    group: Arc<str>,
-    retention_days: i32,
+    settings: Arc<GroupSettings>,
     request_timeout: Duration,
     max_backoff: Duration,
     metrics: Arc<Metrics>,
     /// Permanent error kinds already logged (each is logged once).
     logged: Arc<Mutex<HashSet<String>>>,
+    /// Groups set up (created, retention applied) by this process.
+    groups: Arc<Mutex<HashSet<Arc<str>>>>,
     /// Streams known to exist.
-    streams: Arc<Mutex<HashSet<String>>>,
+    streams: Arc<Mutex<HashSet<Destination>>>,
     /// When refused credentials were last said in the log.
     auth_warned: Arc<Mutex<Option<Instant>>>,
 }
@@ -48,97 +87,123 @@ pub struct Delivery {
 }
 
 impl LogsService {
-    /// A service for `group`.
+    /// A service creating groups with `settings`.
     pub fn new(
         client: Client,
-        group: &str,
-        retention_days: u32,
+        settings: GroupSettings,
         request_timeout: Duration,
         max_backoff: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             client,
-            group: group.into(),
-            retention_days: retention_days as i32,
+            settings: Arc::new(settings),
             request_timeout,
             max_backoff,
             metrics,
             logged: Arc::default(),
+            groups: Arc::default(),
             streams: Arc::default(),
             auth_warned: Arc::default(),
         }
     }
 
-    /// Creates the group when missing and applies the retention; idempotent.
-    pub async fn ensure_group(&self) -> Result<(), LogsError> {
+    /// Creates `group` when missing (with the key, tags and class) and applies the
+    /// retention to it when the agent created it or the policy is `enforce`; idempotent.
+    pub async fn ensure_group(&self, group: &str) -> Result<(), LogsError> {
+        let settings = &*self.settings;
         let created = self
             .client
             .create_log_group()
-            .log_group_name(&*self.group)
+            .log_group_name(group)
+            .set_kms_key_id(settings.kms_key_id.clone())
+            .set_tags(
+                (!settings.tags.is_empty()).then(|| settings.tags.clone().into_iter().collect()),
+            )
+            .set_log_group_class(settings.class.map(|c| c.as_str().into()))
             .send()
             .await;
-        if let Err(error) = created
-            && error.code() != Some("ResourceAlreadyExistsException")
-        {
-            return Err(LogsError::from_sdk(&error));
+        let created = match created {
+            Ok(_) => true,
+            Err(error) if error.code() == Some("ResourceAlreadyExistsException") => false,
+            Err(error) => return Err(self.setup_failed(&error)),
+        };
+        let apply = created || settings.retention_policy == RetentionPolicy::Enforce;
+        if apply {
+            self.client
+                .put_retention_policy()
+                .log_group_name(group)
+                .retention_in_days(settings.retention_days as i32)
+                .send()
+                .await
+                .map_err(|e| self.setup_failed(&e))?;
         }
-        self.client
-            .put_retention_policy()
-            .log_group_name(&*self.group)
-            .retention_in_days(self.retention_days)
-            .send()
-            .await
-            .map_err(|e| LogsError::from_sdk(&e))?;
-        tracing::info!(group = %self.group, retention_days = self.retention_days, "log group ready");
+        if let Ok(mut groups) = self.groups.lock() {
+            groups.insert(group.into());
+        }
+        tracing::info!(
+            group,
+            created,
+            retention_days = apply.then_some(settings.retention_days),
+            "log group ready"
+        );
         Ok(())
     }
 
-    async fn ensure_stream(&self, stream: &str) -> Result<(), LogsError> {
-        if self
-            .streams
-            .lock()
-            .map(|s| s.contains(stream))
-            .unwrap_or(false)
-        {
+    /// A set-up call failed: counted as a retry when it will be retried.
+    fn setup_failed<E: ProvideErrorMetadata + std::fmt::Debug>(
+        &self,
+        error: &SdkError<E, aws_sdk_cloudwatchlogs::config::http::HttpResponse>,
+    ) -> LogsError {
+        if let Failure::Retry(reason) = classify(error) {
+            self.metrics.retried(reason);
+        }
+        LogsError::from_sdk(error)
+    }
+
+    fn group_ready(&self, group: &str) -> bool {
+        self.groups.lock().is_ok_and(|g| g.contains(group))
+    }
+
+    async fn ensure_stream(&self, to: &Destination) -> Result<(), LogsError> {
+        if self.streams.lock().is_ok_and(|s| s.contains(to)) {
             return Ok(());
+        }
+        // A group first seen gets its retention (and is created with its settings).
+        if !self.group_ready(&to.group) {
+            self.ensure_group(&to.group).await?;
         }
         let created = self
             .client
             .create_log_stream()
-            .log_group_name(&*self.group)
-            .log_stream_name(stream)
+            .log_group_name(&*to.group)
+            .log_stream_name(&*to.stream)
             .send()
             .await;
         match created {
             Ok(_) => {}
             Err(error) if error.code() == Some("ResourceAlreadyExistsException") => {}
             Err(error) if error.code() == Some("ResourceNotFoundException") => {
-                self.ensure_group().await?;
-                return Box::pin(self.ensure_stream(stream)).await;
+                self.ensure_group(&to.group).await?;
+                return Box::pin(self.ensure_stream(to)).await;
             }
-            Err(error) => {
-                if let Failure::Retry(reason) = classify(&error) {
-                    self.metrics.retried(reason);
-                }
-                return Err(LogsError::from_sdk(&error));
-            }
+            Err(error) => return Err(self.setup_failed(&error)),
         }
         if let Ok(mut streams) = self.streams.lock() {
             // Bounded: forgetting a stream costs one CreateLogStream answered "exists".
             if streams.len() >= MAX_KNOWN_STREAMS {
                 streams.clear();
             }
-            streams.insert(stream.to_owned());
+            streams.insert(to.clone());
         }
         Ok(())
     }
 
-    /// Sends one sorted, rule-abiding batch to `stream`, retrying what is retryable until it
+    /// Sends one sorted, rule-abiding batch to `to`, retrying what is retryable until it
     /// succeeds or `cancel` fires; then the error carries the number of undelivered events.
     pub async fn deliver(
         &self,
-        stream: &str,
+        to: &Destination,
         mut events: Vec<Event>,
         cancel: &CancellationToken,
     ) -> Result<Delivery, usize> {
@@ -154,7 +219,7 @@ impl LogsService {
                 }
             }
         }
-        let result = self.deliver_events(stream, events, cancel).await;
+        let result = self.deliver_events(to, events, cancel).await;
         if result.is_ok() {
             for (ack, events) in &acks {
                 ack.settled(*events);
@@ -165,18 +230,18 @@ impl LogsService {
 
     async fn deliver_events(
         &self,
-        stream: &str,
+        to: &Destination,
         events: Vec<Event>,
         cancel: &CancellationToken,
     ) -> Result<Delivery, usize> {
         let count = events.len();
-        if cancel.is_cancelled() || self.ensure_stream_with_retry(stream, cancel).await.is_err() {
+        if cancel.is_cancelled() || self.ensure_stream_with_retry(to, cancel).await.is_err() {
             return Err(count);
         }
         let bytes: u64 = events.iter().map(|e| e.message.len() as u64).sum();
         // Serialised once; the messages are freed (the body holds them) and every attempt
         // sends the same bytes, signed by the SDK.
-        let body = super::body::put_log_events_body(&self.group, stream, &events);
+        let body = super::body::put_log_events_body(&to.group, &to.stream, &events);
         drop(events);
         let mut backoff = Backoff::new(Duration::from_millis(100), self.max_backoff);
         let mut missing_resource_retries = 0;
@@ -186,8 +251,8 @@ impl LogsService {
             let call = self
                 .client
                 .put_log_events()
-                .log_group_name(&*self.group)
-                .log_stream_name(stream)
+                .log_group_name(&*to.group)
+                .log_stream_name(&*to.stream)
                 .customize()
                 .mutate_request(move |request| {
                     request
@@ -250,10 +315,10 @@ impl LogsService {
                     missing_resource_retries += 1;
                     self.metrics.retried(RetryReason::ResourceNotFound);
                     if let Ok(mut streams) = self.streams.lock() {
-                        streams.remove(stream);
+                        streams.remove(to);
                     }
-                    let _ = until_cancelled(cancel, self.ensure_group()).await;
-                    if self.ensure_stream_with_retry(stream, cancel).await.is_err() {
+                    let _ = until_cancelled(cancel, self.ensure_group(&to.group)).await;
+                    if self.ensure_stream_with_retry(to, cancel).await.is_err() {
                         return Err(count);
                     }
                     continue;
@@ -272,16 +337,16 @@ impl LogsService {
 
     async fn ensure_stream_with_retry(
         &self,
-        stream: &str,
+        to: &Destination,
         cancel: &CancellationToken,
     ) -> Result<(), ()> {
         let mut backoff = Backoff::new(Duration::from_millis(100), self.max_backoff);
         loop {
-            match until_cancelled(cancel, self.ensure_stream(stream)).await {
+            match until_cancelled(cancel, self.ensure_stream(to)).await {
                 Ok(()) => return Ok(()),
                 Err(LogsError::Cancelled) => return Err(()),
                 Err(error) => {
-                    tracing::debug!(kind = error.kind(), error = %error, stream, "cannot create log stream yet; retrying")
+                    tracing::debug!(kind = error.kind(), error = %error, group = %to.group, stream = %to.stream, "cannot create log stream yet; retrying")
                 }
             }
             tokio::select! {
@@ -314,7 +379,6 @@ impl LogsService {
         });
         if due {
             tracing::warn!(
-                group = %self.group,
                 retries = self.metrics.retries(RetryReason::Auth),
                 "CloudWatch Logs refuses the credentials (AccessDenied, expired or unrecognized); retrying, events are kept (said once a minute; see agent_retries_total{{reason=\"auth\"}})"
             );
@@ -328,7 +392,10 @@ impl LogsService {
             .map(|mut logged| logged.insert(kind.to_owned()))
             .unwrap_or(false);
         if first {
-            tracing::error!(kind, group = %self.group, "{message} (logged once per kind; see agent_events_dropped_total)");
+            tracing::error!(
+                kind,
+                "{message} (logged once per kind; see agent_events_dropped_total)"
+            );
         }
     }
 }

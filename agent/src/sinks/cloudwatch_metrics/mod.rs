@@ -31,16 +31,10 @@ const MAX_ATTEMPTS: u32 = 5;
 /// Longest one PutMetricData (or EMF PutLogEvents) attempt may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Builds the CloudWatch client (SDK retries off; ours decide; every attempt bounded).
+/// Builds the CloudWatch client (region, endpoint and role from `[metrics]`; SDK retries
+/// off: ours decide; every attempt bounded).
 pub async fn client(config: &MetricsConfig) -> Client {
-    Client::new(
-        &crate::sinks::sdk_config(
-            config.region.as_deref(),
-            config.endpoint.as_deref(),
-            REQUEST_TIMEOUT,
-        )
-        .await,
-    )
+    Client::new(&config.aws().sdk_config(REQUEST_TIMEOUT).await)
 }
 
 /// Where a period's datums go.

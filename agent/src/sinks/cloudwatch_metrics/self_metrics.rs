@@ -23,6 +23,8 @@ struct Breakdown<'a> {
     name: &'static str,
     dimension: &'static str,
     labels: Vec<&'static str>,
+    /// Per label: whether it counts in the undimensioned total.
+    in_total: Vec<bool>,
     now: &'a [u64],
     before: &'a [u64],
 }
@@ -72,6 +74,8 @@ pub fn build(
             name: names::EVENTS_DROPPED,
             dimension: names::dimensions::REASON,
             labels: DropReason::ALL.iter().map(|r| r.as_str()).collect(),
+            // Filtered events are on the dashboard but not in the total the alarm watches.
+            in_total: DropReason::ALL.iter().map(|r| r.is_loss()).collect(),
             now: &current.dropped,
             before: &previous.dropped,
         },
@@ -79,6 +83,7 @@ pub fn build(
             name: names::RETRIES,
             dimension: names::dimensions::REASON,
             labels: RetryReason::ALL.iter().map(|r| r.as_str()).collect(),
+            in_total: vec![true; RetryReason::ALL.len()],
             now: &current.retries,
             before: &previous.retries,
         },
@@ -86,6 +91,7 @@ pub fn build(
             name: names::SENTRY_EVENTS,
             dimension: names::dimensions::OUTCOME,
             labels: SentryOutcome::ALL.iter().map(|o| o.as_str()).collect(),
+            in_total: vec![true; SentryOutcome::ALL.len()],
             now: &current.sentry,
             before: &previous.sentry,
         },
@@ -94,16 +100,16 @@ pub fn build(
         name,
         dimension,
         labels,
+        in_total,
         now,
         before,
     } in breakdowns
     {
-        out.push(datum(
-            name,
-            Unit::Count,
-            statics.clone(),
-            sum_delta(now, before),
-        ));
+        let total = (now.iter().zip(before).zip(&in_total))
+            .filter(|(_, counted)| **counted)
+            .map(|((n, b), _)| delta(*n, *b))
+            .sum();
+        out.push(datum(name, Unit::Count, statics.clone(), total));
         for (label, (n, b)) in labels.iter().zip(now.iter().zip(before)) {
             let value = delta(*n, *b);
             if value > 0 {
@@ -162,14 +168,14 @@ mod tests {
         let previous = Snapshot {
             received_events: [10, 0, 0, 5, 0],
             sent_events: 12,
-            dropped: [1, 0, 0, 0, 0],
+            dropped: [1, 0, 0, 0, 0, 10],
             retries: [0; 6],
             sentry: [3, 0, 0, 0, 0, 0],
         };
         let current = Snapshot {
             received_events: [30, 0, 0, 7, 0],
             sent_events: 30,
-            dropped: [4, 0, 2, 0, 0],
+            dropped: [4, 0, 2, 0, 0, 17],
             retries: [0, 0, 1, 0, 0, 0],
             sentry: [3, 0, 0, 0, 0, 0],
         };
@@ -181,7 +187,15 @@ mod tests {
 
         assert_eq!(value(&datums, names::EVENTS_IN, None), Some(22.0));
         assert_eq!(value(&datums, names::EVENTS_OUT, None), Some(18.0));
-        assert_eq!(value(&datums, names::EVENTS_DROPPED, None), Some(5.0));
+        assert_eq!(
+            value(&datums, names::EVENTS_DROPPED, None),
+            Some(5.0),
+            "filtered events are not losses: not in the total the alarm watches"
+        );
+        assert_eq!(
+            value(&datums, names::EVENTS_DROPPED, Some(("Reason", "filtered"))),
+            Some(7.0)
+        );
         assert_eq!(
             value(&datums, names::EVENTS_DROPPED, Some(("Reason", "too_old"))),
             Some(3.0)
@@ -257,7 +271,7 @@ mod tests {
     fn self_metrics_as_emf_follow_the_spec() {
         let current = Snapshot {
             received_events: [5, 0, 0, 0, 0],
-            dropped: [0, 0, 0, 1, 0],
+            dropped: [0, 0, 0, 1, 0, 0],
             sentry: [2, 0, 1, 0, 0, 0],
             ..Snapshot::default()
         };

@@ -1,15 +1,20 @@
-//! The request builder: an error log event (with its breadcrumbs) → a Sentry event payload.
-//! Pure and synchronous; owns Sentry's limits as named consts.
+//! The request builder: an error log event (with its breadcrumbs) → a Sentry event
+//! (sentry-types' protocol `Event`). Pure and synchronous; owns Sentry's limits as named
+//! consts.
 //!
 //! From the line's JSON: `message`, `logger`, the exception (`type` = error kind, `value` =
 //! error message, frames from the stack text), tags (route, method, status, request_id,
 //! service; plus cluster and container), and `extra` = every field not used above. The line
 //! was redacted by the pipeline before it got here.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sentry_types::protocol::v7::{self as protocol, Breadcrumb};
-use serde_json::{Map, Value, json};
+use sentry_types::protocol::v7::{
+    self as protocol, Breadcrumb, ClientSdkInfo, Exception, Map as ProtoMap, Stacktrace, Uuid,
+    Values,
+};
+use serde_json::{Map, Value};
 
 use super::breadcrumbs::Crumb;
 use super::config::{MAX_TAG_KEY_CHARS, SentryConfig};
@@ -32,6 +37,9 @@ pub const SDK_NAME: &str = "agent.sentry";
 pub(crate) const PLATFORM: &str = "other";
 /// Keys the pipeline already read (time and level); never repeated in `extra`.
 const PIPELINE_KEYS: [&str; 5] = ["timestamp", "level", "time", "@timestamp", "severity"];
+
+/// The event the sink sends.
+pub(crate) type SentryEvent = protocol::Event<'static>;
 
 /// An error waiting to be sent.
 #[derive(Debug, Clone)]
@@ -108,18 +116,7 @@ pub(crate) fn parse_object(line: &str) -> Option<Map<String, Value>> {
     }
 }
 
-/// Sentry's name of a level.
-pub(crate) fn sentry_level(level: Option<Level>) -> &'static str {
-    match level {
-        Some(Level::Trace | Level::Debug) => "debug",
-        Some(Level::Info) | None => "info",
-        Some(Level::Warn) => "warning",
-        Some(Level::Error) => "error",
-        Some(Level::Fatal) => "fatal",
-    }
-}
-
-/// Sentry's level type for a log level (what [`sentry_level`] names).
+/// Sentry's level of a log level.
 fn protocol_level(level: Option<Level>) -> protocol::Level {
     match level {
         Some(Level::Trace | Level::Debug) => protocol::Level::Debug,
@@ -180,7 +177,7 @@ fn tag_key(name: &str) -> String {
         .collect()
 }
 
-/// Builds event payloads; one per sink.
+/// Builds events; one per sink.
 #[derive(Debug)]
 pub(crate) struct EventBuilder<'a> {
     pub(crate) config: &'a SentryConfig,
@@ -190,39 +187,130 @@ pub(crate) struct EventBuilder<'a> {
     pub(crate) hostname: &'a str,
 }
 
-/// The event would exceed [`MAX_EVENT_BYTES`] even without breadcrumbs and `extra`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("event larger than Sentry accepts, even trimmed")]
-pub(crate) struct TooLarge;
+/// Why an event cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum EncodeError {
+    /// Larger than [`MAX_EVENT_BYTES`] even without breadcrumbs and `extra`.
+    #[error("event larger than Sentry accepts, even trimmed")]
+    TooLarge,
+    /// Not serializable (cannot happen with the values the builder sets).
+    #[error("event not serializable: {0}")]
+    Invalid(String),
+}
 
-impl EventBuilder<'_> {
-    /// The serialized payload, trimmed to [`MAX_EVENT_BYTES`] when needed.
-    pub(crate) fn encode(&self, pending: &Pending, event_id: &str) -> Result<Vec<u8>, TooLarge> {
-        let mut event = self.build(pending, event_id);
-        let mut bytes = serde_json::to_vec(&event).unwrap_or_default();
-        for key in ["breadcrumbs", "extra"] {
-            if bytes.len() <= MAX_EVENT_BYTES {
-                break;
-            }
-            if let Some(object) = event.as_object_mut() {
-                object.remove(key);
-            }
-            bytes = serde_json::to_vec(&event).unwrap_or_default();
-        }
-        if bytes.len() > MAX_EVENT_BYTES {
-            return Err(TooLarge);
-        }
-        Ok(bytes)
+/// Counts what is written and keeps none of it: an event's serialized size without
+/// allocating it.
+#[derive(Debug, Default)]
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
     }
 
-    /// The event payload.
-    pub(crate) fn build(&self, pending: &Pending, event_id: &str) -> Value {
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Bytes of `event` as JSON: the size of its envelope item's payload.
+pub(crate) fn serialized_len(event: &SentryEvent) -> Result<usize, EncodeError> {
+    let mut count = ByteCount::default();
+    serde_json::to_writer(&mut count, event).map_err(|e| EncodeError::Invalid(e.to_string()))?;
+    Ok(count.0)
+}
+
+/// The SDK the events (and envelope headers) name: this sink.
+pub(crate) fn sdk_info() -> ClientSdkInfo {
+    ClientSdkInfo {
+        name: SDK_NAME.into(),
+        version: crate::VERSION.into(),
+        integrations: Vec::new(),
+        packages: Vec::new(),
+    }
+}
+
+/// What the line's fields say, taken out of them (the rest is `extra`).
+#[derive(Debug, Default)]
+struct Parts {
+    /// The event's message (clipped later).
+    text: String,
+    logger: Option<String>,
+    exception: Option<Exception>,
+    /// Fields not used: `extra`.
+    fields: Map<String, Value>,
+}
+
+impl EventBuilder<'_> {
+    /// The event, trimmed to [`MAX_EVENT_BYTES`] when needed (breadcrumbs go first, then
+    /// `extra`).
+    pub(crate) fn encode(
+        &self,
+        pending: &Pending,
+        event_id: Uuid,
+    ) -> Result<SentryEvent, EncodeError> {
+        let mut event = self.build(pending, event_id);
+        if serialized_len(&event)? > MAX_EVENT_BYTES {
+            event.breadcrumbs = Values::new();
+        }
+        if serialized_len(&event)? > MAX_EVENT_BYTES {
+            event.extra.clear();
+        }
+        if serialized_len(&event)? > MAX_EVENT_BYTES {
+            return Err(EncodeError::TooLarge);
+        }
+        Ok(event)
+    }
+
+    /// The event. Fields equal to Sentry's defaults (level `error`, platform `other`, the
+    /// default fingerprint) are left out of the JSON by sentry-types; Relay fills them in.
+    pub(crate) fn build(&self, pending: &Pending, event_id: Uuid) -> SentryEvent {
         let config = self.config;
         let source = &pending.event;
+        let mut parts = self.parts(source);
+        let tags = self.tags(source, &mut parts.fields);
+        if pending.suppressed > 0 {
+            let fields = &mut parts.fields;
+            fields.insert("suppressed_count".into(), pending.suppressed.into());
+            fields.insert("dedup_window_secs".into(), config.dedup_window_secs.into());
+        }
+        let task = self.task.filter(|t| !t.task_id.is_empty());
+        let server_name = task.map_or(self.hostname, |t| t.task_id.as_str());
+        protocol::Event {
+            event_id,
+            level: protocol_level(source.level),
+            fingerprint: fingerprint(&pending.fingerprint),
+            message: Some(clip_string(parts.text, MAX_MESSAGE_BYTES)),
+            logger: parts.logger.map(|logger| clip_string(logger, 128)),
+            platform: Cow::Borrowed(PLATFORM),
+            timestamp: system_time(source.time_ms),
+            server_name: (!server_name.is_empty()).then(|| server_name.to_owned().into()),
+            release: config.release.clone().map(Cow::Owned),
+            environment: config.environment.clone().map(Cow::Owned),
+            breadcrumbs: pending.crumbs.iter().map(|c| self.crumb(c)).collect(),
+            exception: parts.exception.into_iter().collect(),
+            tags,
+            extra: parts
+                .fields
+                .into_iter()
+                .map(|(key, mut value)| {
+                    clip_strings(&mut value);
+                    (key, value)
+                })
+                .collect(),
+            sdk: Some(Cow::Owned(sdk_info())),
+            ..protocol::Event::default()
+        }
+    }
+
+    /// Message, logger and exception, taken out of the line's fields; the pipeline's keys
+    /// (time, level) removed too.
+    fn parts(&self, source: &Event) -> Parts {
+        let config = self.config;
         let parsed = parse_object(&source.message);
         let is_json = parsed.is_some();
         let mut fields = parsed.unwrap_or_default();
-
         let message = take_first(&mut fields, &config.message_fields).map(|v| any_text(&v));
         let logger = take_first(&mut fields, &config.logger_fields)
             .map(|v| any_text(&v))
@@ -234,16 +322,52 @@ impl EventBuilder<'_> {
         for key in PIPELINE_KEYS {
             fields.remove(key);
         }
+        // Sentry shows an exception as `type: value`: without the error's own message, the
+        // log message is the value.
+        let exception_value = error_message.clone().or_else(|| message.clone());
+        let exception = (error_kind.is_some() || stack.is_some()).then(|| Exception {
+            ty: clip_string(
+                error_kind.clone().unwrap_or_else(|| "Error".into()),
+                MAX_MESSAGE_BYTES,
+            ),
+            value: exception_value.map(|value| clip_string(value, MAX_MESSAGE_BYTES)),
+            stacktrace: stack
+                .as_deref()
+                .map(stack::frames)
+                .filter(|frames| !frames.is_empty())
+                .map(|frames| Stacktrace {
+                    frames,
+                    ..Stacktrace::default()
+                }),
+            ..Exception::default()
+        });
+        let text = message
+            .or(error_message)
+            .unwrap_or_else(|| match error_kind {
+                Some(kind) if is_json => kind,
+                _ => source.message.clone(),
+            });
+        Parts {
+            text,
+            logger,
+            exception,
+            fields,
+        }
+    }
 
-        let mut tags = Map::new();
+    /// Tags: the request id, `tag_fields` (taken out of `fields`), then cluster, service
+    /// and container from the task metadata.
+    fn tags(&self, source: &Event, fields: &mut Map<String, Value>) -> ProtoMap<String, String> {
+        let config = self.config;
+        let mut tags = ProtoMap::new();
         let request_id = source
             .request_id
             .as_deref()
             .map(str::to_owned)
-            .or_else(|| lookup(&fields, &config.request_id_field).and_then(scalar_text));
+            .or_else(|| lookup(fields, &config.request_id_field).and_then(scalar_text));
         fields.remove(&config.request_id_field);
         if let Some(id) = request_id.as_deref().and_then(tag_value) {
-            tags.insert("request_id".into(), Value::String(id));
+            tags.insert("request_id".into(), id);
         }
         for name in &config.tag_fields {
             let key = tag_key(name);
@@ -252,19 +376,18 @@ impl EventBuilder<'_> {
             }
             let value = fields
                 .remove(name)
-                .or_else(|| lookup(&fields, name).cloned());
+                .or_else(|| lookup(fields, name).cloned());
             if let Some(value) = value
                 .as_ref()
                 .and_then(scalar_text)
                 .as_deref()
                 .and_then(tag_value)
             {
-                tags.insert(key, Value::String(value));
+                tags.insert(key, value);
             }
         }
-        let task = self.task.filter(|t| !t.task_id.is_empty());
         if let Some(cluster) = self.task.map(|t| t.cluster.as_str()).and_then(tag_value) {
-            tags.insert("cluster".into(), Value::String(cluster));
+            tags.insert("cluster".into(), cluster);
         }
         if !tags.contains_key("service") {
             let family = self
@@ -272,103 +395,13 @@ impl EventBuilder<'_> {
                 .and_then(|t| t.family_revision.split(':').next())
                 .filter(|f| !f.is_empty());
             if let Some(service) = config.service.as_deref().or(family).and_then(tag_value) {
-                tags.insert("service".into(), Value::String(service));
+                tags.insert("service".into(), service);
             }
         }
         if let Some(container) = source.container.as_deref().and_then(tag_value) {
-            tags.entry("container").or_insert(Value::String(container));
+            tags.entry("container".into()).or_insert(container);
         }
-
-        // Sentry shows an exception as `type: value`: without the error's own message, the
-        // log message is the value.
-        let exception_value = error_message.clone().or_else(|| message.clone());
-        let text = message
-            .or_else(|| error_message.clone())
-            .unwrap_or_else(|| {
-                if is_json {
-                    error_kind.clone().unwrap_or_else(|| source.message.clone())
-                } else {
-                    source.message.clone()
-                }
-            });
-        let mut event = Map::new();
-        event.insert("event_id".into(), Value::String(event_id.to_owned()));
-        event.insert("timestamp".into(), json!(source.time_ms as f64 / 1000.0));
-        event.insert("platform".into(), Value::String(PLATFORM.into()));
-        event.insert(
-            "level".into(),
-            Value::String(sentry_level(source.level).into()),
-        );
-        if let Some(logger) = logger {
-            event.insert("logger".into(), Value::String(clip_string(logger, 128)));
-        }
-        event.insert(
-            "message".into(),
-            json!({ "formatted": clip_string(text, MAX_MESSAGE_BYTES) }),
-        );
-        if let Some(environment) = &config.environment {
-            event.insert("environment".into(), Value::String(environment.clone()));
-        }
-        if let Some(release) = &config.release {
-            event.insert("release".into(), Value::String(release.clone()));
-        }
-        let server_name = task.map_or(self.hostname, |t| t.task_id.as_str());
-        if !server_name.is_empty() {
-            event.insert("server_name".into(), Value::String(server_name.to_owned()));
-        }
-        event.insert("tags".into(), Value::Object(tags));
-        if error_kind.is_some() || stack.is_some() {
-            let mut exception = Map::new();
-            exception.insert(
-                "type".into(),
-                Value::String(clip_string(
-                    error_kind.unwrap_or_else(|| "Error".into()),
-                    MAX_MESSAGE_BYTES,
-                )),
-            );
-            if let Some(value) = exception_value {
-                exception.insert(
-                    "value".into(),
-                    Value::String(clip_string(value, MAX_MESSAGE_BYTES)),
-                );
-            }
-            let frames = stack.as_deref().map(stack::frames).unwrap_or_default();
-            if !frames.is_empty() {
-                exception.insert("stacktrace".into(), json!({ "frames": frames }));
-            }
-            event.insert(
-                "exception".into(),
-                json!({ "values": [Value::Object(exception)] }),
-            );
-        }
-        if pending.suppressed > 0 {
-            fields.insert("suppressed_count".into(), pending.suppressed.into());
-            fields.insert("dedup_window_secs".into(), config.dedup_window_secs.into());
-        }
-        if !fields.is_empty() {
-            let mut extra = Value::Object(fields);
-            clip_strings(&mut extra);
-            event.insert("extra".into(), extra);
-        }
-        let fingerprint: Vec<Value> = if pending.fingerprint.is_empty() {
-            vec![Value::String("{{ default }}".into())]
-        } else {
-            pending
-                .fingerprint
-                .iter()
-                .map(|f| Value::String(f.clone()))
-                .collect()
-        };
-        event.insert("fingerprint".into(), Value::Array(fingerprint));
-        if !pending.crumbs.is_empty() {
-            let values: Vec<Breadcrumb> = pending.crumbs.iter().map(|c| self.crumb(c)).collect();
-            event.insert("breadcrumbs".into(), json!({ "values": values }));
-        }
-        event.insert(
-            "sdk".into(),
-            json!({ "name": SDK_NAME, "version": crate::VERSION }),
-        );
-        Value::Object(event)
+        tags
     }
 
     /// One breadcrumb: its message and category from the line when it parses (a clipped
@@ -396,5 +429,17 @@ impl EventBuilder<'_> {
             breadcrumb.data = fields.into_iter().collect();
         }
         breadcrumb
+    }
+}
+
+/// Sentry's default grouping, as a fingerprint.
+static DEFAULT_FINGERPRINT: [Cow<'static, str>; 1] = [Cow::Borrowed("{{ default }}")];
+
+/// The fingerprint fields as Sentry's fingerprint; none: Sentry's default grouping.
+fn fingerprint(fields: &[String]) -> Cow<'static, [Cow<'static, str>]> {
+    if fields.is_empty() {
+        Cow::Borrowed(&DEFAULT_FINGERPRINT)
+    } else {
+        fields.iter().map(|f| Cow::Owned(f.clone())).collect()
     }
 }

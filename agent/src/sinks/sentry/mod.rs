@@ -13,6 +13,7 @@ mod config;
 mod dedup;
 mod envelope;
 mod event;
+mod proxy;
 mod rate_limit;
 mod secret;
 mod sink;
@@ -94,7 +95,8 @@ pub async fn attach(
     let config = config?;
     match tokio::time::timeout(timeout, build(config, metrics.clone(), task_info.clone())).await {
         Ok(Ok((tap, sink))) => {
-            tracing::info!(url = %sink.url(), "error events go to Sentry");
+            let proxy = sink.proxy().unwrap_or_else(|| "none".into());
+            tracing::info!(url = %sink.url(), proxy, "error events go to Sentry");
             Some((tap, sink))
         }
         Ok(Err(error)) => {

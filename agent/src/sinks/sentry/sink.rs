@@ -4,13 +4,13 @@
 //! flushes the queue under `flush_timeout_ms`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::envelope::{event_envelope, gzip};
-use super::event::{EventBuilder, Pending};
+use super::event::{EncodeError, EventBuilder, Pending};
 use super::rate_limit::RateLimits;
 use super::tap::Shared;
 use super::transport::Transport;
@@ -107,6 +107,11 @@ impl SentrySink {
         self.transport.url().to_string()
     }
 
+    /// The proxy envelopes go through, if any (no credentials in it).
+    pub fn proxy(&self) -> Option<String> {
+        self.transport.proxy().map(ToString::to_string)
+    }
+
     fn count(&self, outcome: SentryOutcome) {
         self.shared.metrics.sentry(outcome, 1);
     }
@@ -122,6 +127,32 @@ impl SentrySink {
         }
     }
 
+    /// The gzipped envelope of `pending`; `None` (counted) when it cannot be sent.
+    fn envelope(&self, pending: &Pending) -> Option<Bytes> {
+        let task = self.task_info.get();
+        let builder = EventBuilder {
+            config: &self.shared.config,
+            task: task.as_deref(),
+            hostname: &self.hostname,
+        };
+        // Sent at: now, to the millisecond (as the event times are).
+        let sent_at = UNIX_EPOCH + Duration::from_millis(crate::pipeline::now_ms() as u64);
+        let envelope = builder
+            .encode(pending, uuid::Uuid::new_v4())
+            .and_then(|event| event_envelope(event, sent_at));
+        match envelope {
+            Ok(envelope) => Some(Bytes::from(gzip(&envelope))),
+            Err(error) => {
+                tracing::warn!(error = %error, "Sentry event dropped");
+                self.count(match error {
+                    EncodeError::TooLarge => SentryOutcome::TooLarge,
+                    EncodeError::Invalid(_) => SentryOutcome::Failed,
+                });
+                None
+            }
+        }
+    }
+
     /// Builds, sends and retries one event; every path counts exactly one outcome.
     async fn deliver(&mut self, pending: Pending, shutdown: Option<&CancellationToken>) {
         let now = Instant::now();
@@ -131,23 +162,9 @@ impl SentrySink {
             return;
         }
         self.log_limit_over();
-        let task = self.task_info.get();
-        let builder = EventBuilder {
-            config: &self.shared.config,
-            task: task.as_deref(),
-            hostname: &self.hostname,
+        let Some(body) = self.envelope(&pending) else {
+            return;
         };
-        let event_id = uuid::Uuid::new_v4().simple().to_string();
-        let payload = match builder.encode(&pending, &event_id) {
-            Ok(payload) => payload,
-            Err(error) => {
-                tracing::warn!(error = %error, "Sentry event dropped");
-                self.count(SentryOutcome::TooLarge);
-                return;
-            }
-        };
-        let sent_at = crate::pipeline::parse::rfc3339(crate::pipeline::now_ms() as u64 * 1_000_000);
-        let body = Bytes::from(gzip(&event_envelope(&event_id, &sent_at, &payload)));
         let config = &self.shared.config;
         let mut backoff = Backoff::new(BASE_BACKOFF, Duration::from_millis(config.max_backoff_ms));
         self.in_flight = true;

@@ -4,7 +4,7 @@
 //! (`File "x.py", line 3, in fn`). Sentry wants frames oldest first; all of these except
 //! Python print the newest first. An unrecognised text becomes one frame per line.
 
-use serde_json::{Map, Value};
+use sentry_types::protocol::v7::Frame as SentryFrame;
 
 /// At most this many frames are sent (Sentry trims longer traces anyway).
 pub(crate) const MAX_FRAMES: usize = 200;
@@ -24,21 +24,15 @@ struct Frame {
 }
 
 impl Frame {
-    fn to_json(&self) -> Value {
-        let mut object = Map::new();
-        if let Some(function) = &self.function {
-            object.insert("function".into(), Value::String(function.clone()));
+    /// Sentry's frame: the four fields a printed trace gives.
+    fn into_sentry(self) -> SentryFrame {
+        SentryFrame {
+            function: self.function,
+            filename: self.filename,
+            lineno: self.lineno,
+            colno: self.colno,
+            ..SentryFrame::default()
         }
-        if let Some(filename) = &self.filename {
-            object.insert("filename".into(), Value::String(filename.clone()));
-        }
-        if let Some(lineno) = self.lineno {
-            object.insert("lineno".into(), lineno.into());
-        }
-        if let Some(colno) = self.colno {
-            object.insert("colno".into(), colno.into());
-        }
-        Value::Object(object)
     }
 
     fn set_location(&mut self, location: &str) {
@@ -74,7 +68,7 @@ fn split_location(location: &str) -> (&str, Option<u64>, Option<u64>) {
 }
 
 /// Frames of `text`, oldest first, as Sentry `stacktrace.frames`.
-pub(crate) fn frames(text: &str) -> Vec<Value> {
+pub(crate) fn frames(text: &str) -> Vec<SentryFrame> {
     let mut frames: Vec<Frame> = Vec::new();
     let mut python = false;
     let lines: Vec<&str> = text
@@ -143,14 +137,14 @@ pub(crate) fn frames(text: &str) -> Vec<Value> {
                     function: Some(short(line)),
                     ..Frame::default()
                 }
-                .to_json()
+                .into_sentry()
             })
             .collect();
     }
     if !python {
         frames.reverse();
     }
-    frames.iter().map(Frame::to_json).collect()
+    frames.into_iter().map(Frame::into_sentry).collect()
 }
 
 /// `File "app.py", line 3, in handler`.
@@ -206,10 +200,10 @@ fn go_function(line: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
-    fn names(frames: &[Value]) -> Vec<&str> {
+    fn names(frames: &[SentryFrame]) -> Vec<&str> {
         frames
             .iter()
-            .map(|f| f["function"].as_str().unwrap_or("?"))
+            .map(|f| f.function.as_deref().unwrap_or("?"))
             .collect()
     }
 
@@ -221,9 +215,9 @@ mod tests {
             names(&frames),
             ["std::rt::lang_start", "app::handler", "app::db::query"]
         );
-        assert_eq!(frames[2]["filename"], "./src/db.rs");
-        assert_eq!(frames[2]["lineno"], 10);
-        assert_eq!(frames[2]["colno"], 5);
+        assert_eq!(frames[2].filename.as_deref(), Some("./src/db.rs"));
+        assert_eq!(frames[2].lineno, Some(10));
+        assert_eq!(frames[2].colno, Some(5));
     }
 
     #[test]
@@ -234,16 +228,16 @@ mod tests {
             names(&frames),
             ["java.base/Thread.run", "com.x.Api.handle", "com.x.Db.query"]
         );
-        assert_eq!(frames[2]["filename"], "Db.java");
-        assert_eq!(frames[2]["lineno"], 42);
-        assert_eq!(frames[0]["filename"], "Native Method");
+        assert_eq!(frames[2].filename.as_deref(), Some("Db.java"));
+        assert_eq!(frames[2].lineno, Some(42));
+        assert_eq!(frames[0].filename.as_deref(), Some("Native Method"));
 
         let js = "Error: boom\n    at query (/app/db.js:10:15)\n    at /app/index.js:3:1";
         let frames = super::frames(js);
         assert_eq!(frames.len(), 2);
-        assert_eq!(frames[0]["filename"], "/app/index.js");
-        assert_eq!(frames[1]["function"], "query");
-        assert_eq!(frames[1]["colno"], 15);
+        assert_eq!(frames[0].filename.as_deref(), Some("/app/index.js"));
+        assert_eq!(frames[1].function.as_deref(), Some("query"));
+        assert_eq!(frames[1].colno, Some(15));
     }
 
     #[test]
@@ -251,14 +245,14 @@ mod tests {
         let py = "Traceback (most recent call last):\n  File \"app.py\", line 3, in main\n    run()\n  File \"db.py\", line 9, in run\nValueError: boom";
         let frames = frames(py);
         assert_eq!(names(&frames), ["main", "run"]);
-        assert_eq!(frames[1]["filename"], "db.py");
-        assert_eq!(frames[1]["lineno"], 9);
+        assert_eq!(frames[1].filename.as_deref(), Some("db.py"));
+        assert_eq!(frames[1].lineno, Some(9));
 
         let go = "goroutine 1 [running]:\nmain.query(0xc000010000)\n\t/src/app/db.go:42 +0x1d\nmain.main()\n\t/src/app/main.go:7 +0x25";
         let frames = super::frames(go);
         assert_eq!(names(&frames), ["main.main", "main.query"]);
-        assert_eq!(frames[1]["filename"], "/src/app/db.go");
-        assert_eq!(frames[1]["lineno"], 42);
+        assert_eq!(frames[1].filename.as_deref(), Some("/src/app/db.go"));
+        assert_eq!(frames[1].lineno, Some(42));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The service: one envelope → one `POST {envelope_url}` over HTTPS (rustls on aws-lc-rs,
 //! native roots, as the AWS SDK uses) or plain HTTP for local receivers, gzipped, with
-//! `X-Sentry-Auth` and a deadline on every request. Returns the status and the rate-limit
-//! headers; deciding what they mean is the sink's job.
+//! `X-Sentry-Auth` and a deadline on every request, through the proxy the environment names
+//! (`proxy`). Returns the status and the rate-limit headers; deciding what they mean is the
+//! sink's job.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,10 +14,12 @@ use hyper::{Request, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::TokioExecutor;
 
 use super::config::{Dsn, Scheme};
 use super::envelope::CONTENT_TYPE;
+use super::proxy::ProxyConnector;
 
 /// Largest response body read (Sentry answers `{"id": ...}`).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -62,8 +65,12 @@ pub struct TlsError(String);
 /// The HTTP client bound to one DSN.
 #[derive(Debug, Clone)]
 pub(crate) struct Transport {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<ProxyConnector>, Full<Bytes>>,
     url: Uri,
+    /// The proxy envelopes go through (no credentials in it), if any.
+    proxy: Option<Uri>,
+    /// `Proxy-Authorization` for a forwarding (http) proxy that carries credentials.
+    proxy_auth: Option<HeaderValue>,
     auth: HeaderValue,
     user_agent: HeaderValue,
     timeout: Duration,
@@ -81,8 +88,18 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl Transport {
-    /// A client for `dsn` whose requests (connect included) end within `timeout`.
+    /// A client for `dsn` whose requests (connect included) end within `timeout`, through
+    /// the proxy `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY` choose.
     pub(crate) fn new(dsn: &Dsn, timeout: Duration) -> Result<Self, TlsError> {
+        Self::with_proxies(dsn, timeout, Matcher::from_env())
+    }
+
+    /// [`Self::new`] with the proxy rules given (tests).
+    pub(crate) fn with_proxies(
+        dsn: &Dsn,
+        timeout: Duration,
+        proxies: Matcher,
+    ) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         let builder = match builder.with_provider_and_native_roots(provider.clone()) {
@@ -104,15 +121,24 @@ impl Transport {
         http.enforce_http(false);
         http.set_connect_timeout(Some(timeout));
         http.set_nodelay(true);
-        let connector = builder.https_or_http().enable_http1().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(2)
-            .build(connector);
         let url: Uri = dsn
             .envelope_url()
             .parse()
             .map_err(|_| TlsError("the DSN gives no valid URL".into()))?;
+        let proxies = ProxyConnector::new(http, proxies);
+        let route = proxies.route(&url);
+        let proxy_auth = route
+            .as_ref()
+            .filter(|_| dsn.scheme() == Scheme::Http)
+            .and_then(|proxy| proxy.basic_auth().cloned());
+        let connector = builder
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(proxies);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(2)
+            .build(connector);
         let mut auth = HeaderValue::from_str(&dsn.auth_header())
             .map_err(|_| TlsError("the DSN key is not a valid header value".into()))?;
         auth.set_sensitive(true);
@@ -121,6 +147,8 @@ impl Transport {
         Ok(Self {
             client,
             url,
+            proxy: route.map(|proxy| proxy.uri().clone()),
+            proxy_auth,
             auth,
             user_agent,
             timeout,
@@ -132,15 +160,25 @@ impl Transport {
         &self.url
     }
 
+    /// The proxy envelopes go through, if any (no credentials in it).
+    pub(crate) fn proxy(&self) -> Option<&Uri> {
+        self.proxy.as_ref()
+    }
+
     /// POSTs one gzipped envelope.
     pub(crate) async fn send(&self, gzipped: Bytes) -> Result<Reply, SendError> {
-        let request = Request::post(self.url.clone())
+        let mut request = Request::post(self.url.clone())
             .header(header::CONTENT_TYPE, CONTENT_TYPE)
             .header(header::CONTENT_ENCODING, "gzip")
             .header(header::USER_AGENT, self.user_agent.clone())
             .header("x-sentry-auth", self.auth.clone())
             .body(Full::new(gzipped))
             .map_err(|e| SendError::Connection(e.to_string()))?;
+        if let Some(auth) = &self.proxy_auth {
+            request
+                .headers_mut()
+                .insert(header::PROXY_AUTHORIZATION, auth.clone());
+        }
         let exchange = async {
             let response = self
                 .client

@@ -2,10 +2,16 @@
 //! gzip) and OTLP/gRPC. HTTP SERVER spans and `http.server.request.duration` histograms
 //! become request timings; log records become JSON lines in the log pipeline. A request is
 //! answered only once its logs are accepted (back-pressure reaches the exporter). OTLP/HTTP
-//! connections get the HTTP input's guard (connection cap, slow-loris deadlines).
+//! connections get the HTTP input's guard (connection cap, slow-loris deadlines). Protobuf
+//! requests, on both transports, are pre-counted before prost decodes them (`precount`):
+//! one that would take more than a quarter of the memory budget once decoded is refused
+//! (413 / RESOURCE_EXHAUSTED), as is malformed wire data (400 / INVALID_ARGUMENT).
 
 pub mod convert;
+mod grpc;
 mod grpc_listener;
+pub mod precount;
+mod schema;
 #[cfg(test)]
 mod tests;
 
@@ -20,20 +26,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -42,12 +39,13 @@ use prost::Message as _;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::codec::CompressionEncoding;
 use tracing::Instrument as _;
 
 use self::convert::{CumulativeHistograms, MAX_CUMULATIVE_SERIES};
-use self::grpc_listener::CappedIncoming;
+use self::grpc::serve_grpc;
+use self::precount::{Counts, Refusal, Signal, precount};
 use crate::metrics::SourceKind;
+use crate::pipeline::event::RawLine;
 use crate::pipeline::{Closed, EventSender};
 use crate::request_metrics::Recorder;
 use crate::sources::http::{ConnectionLimits, GuardedListener, REQUEST_TIMEOUT};
@@ -181,6 +179,10 @@ pub async fn run(
     Ok(())
 }
 
+/// What each log record's line costs before the pipeline takes it: the `RawLine`, its
+/// shortest JSON (`{"message":""}`) and the allocation's overhead.
+const LINE_COST: u64 = (std::mem::size_of::<RawLine>() + 16 + 16) as u64;
+
 /// What both transports do with a decoded export.
 #[derive(Debug, Clone)]
 struct Receiver {
@@ -205,6 +207,32 @@ impl Receiver {
                 MAX_CUMULATIVE_SERIES,
             ))),
         }
+    }
+
+    /// The most a request may take once decoded (log records: with the lines they become):
+    /// a quarter of the memory budget, as for the HTTP input's requests.
+    fn decode_limit(&self) -> u64 {
+        self.logs.max_batch_cost() as u64
+    }
+
+    /// The pre-count of a protobuf export (`precount.rs`), before prost sees it: a request
+    /// that is malformed, or would take more than [`Self::decode_limit`] decoded, is
+    /// refused (and counted) without being decoded.
+    fn admit(&self, signal: Signal, message: &[u8]) -> Result<Counts, Refusal> {
+        let limit = self.decode_limit();
+        let admitted = precount(signal, message, limit).and_then(|counts| {
+            let lines = counts.log_records.saturating_mul(LINE_COST);
+            if counts.bytes.saturating_add(lines) > limit {
+                return Err(Refusal::TooLarge { limit, counts });
+            }
+            Ok(counts)
+        });
+        if let Err(refusal) = &admitted {
+            let metrics = self.logs.metrics();
+            metrics.input_error(SourceKind::Otlp, refusal.kind());
+            tracing::debug!(error = %refusal, "OTLP export refused before decoding");
+        }
+        admitted
     }
 
     fn traces(&self, request: &ExportTraceServiceRequest) {
@@ -307,14 +335,32 @@ impl Encoding {
         }
     }
 
-    fn decode<T>(self, body: &[u8]) -> Result<T, String>
+    /// `body` decoded, or the status and message to answer instead: a protobuf body is
+    /// decoded only once the receiver's pre-count admits it (malformed: 400; too large once
+    /// decoded: 413).
+    fn decode<T>(
+        self,
+        body: &[u8],
+        receiver: &Receiver,
+        signal: Signal,
+    ) -> Result<T, (StatusCode, String)>
     where
         T: prost::Message + Default + serde::de::DeserializeOwned,
     {
+        let invalid = |message| (StatusCode::BAD_REQUEST, message);
         match self {
-            Self::Protobuf => T::decode(body).map_err(|e| format!("invalid OTLP protobuf: {e}")),
+            Self::Protobuf => {
+                if let Err(refusal) = receiver.admit(signal, body) {
+                    let status = match refusal {
+                        Refusal::Malformed(_) => StatusCode::BAD_REQUEST,
+                        Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                    };
+                    return Err((status, refusal.to_string()));
+                }
+                T::decode(body).map_err(|e| invalid(format!("invalid OTLP protobuf: {e}")))
+            }
             Self::Json => {
-                serde_json::from_slice(body).map_err(|e| format!("invalid OTLP JSON: {e}"))
+                serde_json::from_slice(body).map_err(|e| invalid(format!("invalid OTLP JSON: {e}")))
             }
         }
     }
@@ -450,12 +496,12 @@ async fn export_traces(State(state): State<HttpState>, headers: HeaderMap, body:
         Ok(read) => read,
         Err(response) => return response,
     };
-    match encoding.decode::<ExportTraceServiceRequest>(&body) {
+    match encoding.decode::<ExportTraceServiceRequest>(&body, &state.receiver, Signal::Traces) {
         Ok(request) => {
             state.receiver.traces(&request);
             encoding.success::<ExportTraceServiceResponse>()
         }
-        Err(message) => encoding.failure(StatusCode::BAD_REQUEST, &message),
+        Err((status, message)) => encoding.failure(status, &message),
     }
 }
 
@@ -468,12 +514,12 @@ async fn export_metrics(
         Ok(read) => read,
         Err(response) => return response,
     };
-    match encoding.decode::<ExportMetricsServiceRequest>(&body) {
+    match encoding.decode::<ExportMetricsServiceRequest>(&body, &state.receiver, Signal::Metrics) {
         Ok(request) => {
             state.receiver.metrics(&request);
             encoding.success::<ExportMetricsServiceResponse>()
         }
-        Err(message) => encoding.failure(StatusCode::BAD_REQUEST, &message),
+        Err((status, message)) => encoding.failure(status, &message),
     }
 }
 
@@ -482,94 +528,14 @@ async fn export_logs(State(state): State<HttpState>, headers: HeaderMap, body: B
         Ok(read) => read,
         Err(response) => return response,
     };
-    let request = match encoding.decode::<ExportLogsServiceRequest>(&body) {
-        Ok(request) => request,
-        Err(message) => return encoding.failure(StatusCode::BAD_REQUEST, &message),
-    };
+    let request =
+        match encoding.decode::<ExportLogsServiceRequest>(&body, &state.receiver, Signal::Logs) {
+            Ok(request) => request,
+            Err((status, message)) => return encoding.failure(status, &message),
+        };
     drop(body);
     match state.receiver.logs(&request).await {
         Ok(()) => encoding.success::<ExportLogsServiceResponse>(),
         Err(Closed) => encoding.failure(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// OTLP/gRPC
-
-/// Interval of HTTP/2 keepalive pings on gRPC connections, and how long an answer may take.
-const GRPC_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Concurrent requests (streams) per gRPC connection.
-const GRPC_MAX_STREAMS: u32 = 64;
-
-async fn serve_grpc(
-    listener: TcpListener,
-    receiver: Receiver,
-    max_body: usize,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let gzip = CompressionEncoding::Gzip;
-    let limits = ConnectionLimits::default();
-    let incoming = CappedIncoming::new(listener, limits.max_connections, receiver.logs.clone());
-    tonic::transport::Server::builder()
-        // A request (its message included) must arrive and be handled within this; dead or
-        // silent peers are found by keepalive pings; streams per connection are bounded.
-        .timeout(limits.request_timeout)
-        .http2_keepalive_interval(Some(GRPC_KEEPALIVE))
-        .http2_keepalive_timeout(Some(GRPC_KEEPALIVE))
-        .max_concurrent_streams(Some(GRPC_MAX_STREAMS))
-        .concurrency_limit_per_connection(GRPC_MAX_STREAMS as usize)
-        .add_service(
-            TraceServiceServer::new(receiver.clone())
-                .accept_compressed(gzip)
-                .max_decoding_message_size(max_body),
-        )
-        .add_service(
-            MetricsServiceServer::new(receiver.clone())
-                .accept_compressed(gzip)
-                .max_decoding_message_size(max_body),
-        )
-        .add_service(
-            LogsServiceServer::new(receiver)
-                .accept_compressed(gzip)
-                .max_decoding_message_size(max_body),
-        )
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-        .await?;
-    Ok(())
-}
-
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.traces(request.get_ref());
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-#[tonic::async_trait]
-impl MetricsService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.metrics(request.get_ref());
-        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
-    }
-}
-
-#[tonic::async_trait]
-impl LogsService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        match self.logs(request.get_ref()).await {
-            Ok(()) => Ok(tonic::Response::new(ExportLogsServiceResponse::default())),
-            Err(Closed) => Err(tonic::Status::unavailable("shutting down")),
-        }
     }
 }

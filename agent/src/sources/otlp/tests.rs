@@ -615,6 +615,7 @@ fn spec_json_decodes_into_the_same_model() {
 
 struct Harness {
     addr: SocketAddr,
+    metrics: Arc<Metrics>,
     recorder: Recorder,
     rx: mpsc::Receiver<Batch>,
     shutdown: CancellationToken,
@@ -632,11 +633,9 @@ impl Harness {
             None,
             64 * 1024,
         );
-        let (senders, rx) = crate::pipeline::channel(
-            processor,
-            MemoryBudget::new(1 << 20),
-            Arc::new(Metrics::default()),
-        );
+        let metrics = Arc::new(Metrics::default());
+        let (senders, rx) =
+            crate::pipeline::channel(processor, MemoryBudget::new(1 << 20), metrics.clone());
         let recorder = Recorder::new(100);
         let receiver = Receiver::new(
             recorder.clone(),
@@ -653,6 +652,7 @@ impl Harness {
         };
         Self {
             addr,
+            metrics,
             recorder,
             rx,
             shutdown,
@@ -982,7 +982,7 @@ async fn grpc_exports_spans_and_logs() {
     let mut logs_client = LogsServiceClient::connect(endpoint)
         .await
         .unwrap()
-        .send_compressed(CompressionEncoding::Gzip);
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
     let record = LogRecord {
         time_unix_nano: T0,
         severity_number: 13,
@@ -1017,6 +1017,143 @@ async fn grpc_rejects_messages_over_the_limit() {
     let status = client.export(log_request(vec![big])).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::OutOfRange);
     drop(client);
+    harness.stop().await;
+}
+
+/// An export request of `n` empty log records, written by hand (2 bytes each on the wire;
+/// materialising them to encode would take what the receiver refuses to).
+fn empty_records(n: usize) -> Vec<u8> {
+    let delimited = |field: u8, body: &[u8]| {
+        let mut out = vec![field << 3 | 2];
+        prost::encoding::encode_varint(body.len() as u64, &mut out);
+        out.extend_from_slice(body);
+        out
+    };
+    delimited(1, &delimited(2, &[0x12, 0x00].repeat(n)))
+}
+
+/// Sends raw bytes as a gRPC message (the generated clients take decoded requests).
+#[derive(Debug, Clone, Copy)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = ExportLogsServiceResponse;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = ExportLogsServiceResponse;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Self::Item>, tonic::Status> {
+        ExportLogsServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+/// `message` to the logs service's Export, gzipped or not: the answer's status code.
+async fn grpc_raw_logs(addr: SocketAddr, message: Vec<u8>, gzip: bool) -> tonic::Code {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    if gzip {
+        grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    }
+    grpc.ready().await.unwrap();
+    let path = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    let answer = grpc
+        .unary(
+            tonic::Request::new(message),
+            path.parse().unwrap(),
+            RawCodec,
+        )
+        .await;
+    answer.map_or_else(|status| status.code(), |_| tonic::Code::Ok)
+}
+
+/// `agent_input_errors_total{kind, source="otlp"}` as /metrics shows it.
+fn refusals(harness: &Harness, kind: &str) -> u64 {
+    let rendered = harness.metrics.render(MemoryBudget::new(1).usage());
+    let series = format!("agent_input_errors_total{{kind=\"{kind}\",source=\"otlp\"}} ");
+    rendered
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |value| value.parse().unwrap())
+}
+
+#[tokio::test]
+async fn http_protobuf_that_would_expand_is_refused_before_decoding() {
+    let mut harness = Harness::start(false, 8 << 20).await;
+    // 2M empty records: 4 MB on the wire (4 KB gzipped), ~400 MB as prost's structs.
+    let body = empty_records(2_000_000);
+    let reply = post(harness.addr, "/v1/logs", &[PROTOBUF], &body).await;
+    assert_eq!(reply.status, 413);
+    let status = RpcStatus::decode(&reply.body[..]).unwrap();
+    assert_eq!(status.code, 8, "RESOURCE_EXHAUSTED");
+    assert!(status.message.contains("log records"), "{}", status.message);
+    let gzipped = gzip(&body);
+    assert!(gzipped.len() < 64 * 1024);
+    let headers = [PROTOBUF, ("content-encoding", "gzip")];
+    let reply = post(harness.addr, "/v1/logs", &headers, &gzipped).await;
+    assert_eq!(reply.status, 413, "counted on the inflated bytes");
+    assert_eq!(refusals(&harness, "too_large"), 2);
+
+    let reply = post(harness.addr, "/v1/traces", &[PROTOBUF], b"\x0a\x05\x12").await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(refusals(&harness, "invalid_protobuf"), 1);
+    // Within the limit (a quarter of the 1 MiB budget): decoded and accepted.
+    let reply = post(harness.addr, "/v1/logs", &[PROTOBUF], &empty_records(100)).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(harness.next_events().await.len(), 100);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_messages_that_would_expand_are_refused_before_decoding() {
+    let mut harness = Harness::start(true, 8 << 20).await;
+    let body = empty_records(2_000_000);
+    for gzip in [false, true] {
+        let code = grpc_raw_logs(harness.addr, body.clone(), gzip).await;
+        assert_eq!(code, tonic::Code::ResourceExhausted, "gzip: {gzip}");
+    }
+    assert_eq!(refusals(&harness, "too_large"), 2);
+    let code = grpc_raw_logs(harness.addr, b"\x0a\x05\x12".to_vec(), false).await;
+    assert_eq!(code, tonic::Code::InvalidArgument);
+    assert_eq!(refusals(&harness, "invalid_protobuf"), 1);
+    let code = grpc_raw_logs(harness.addr, empty_records(100), true).await;
+    assert_eq!(code, tonic::Code::Ok);
+    assert_eq!(harness.next_events().await.len(), 100);
     harness.stop().await;
 }
 
