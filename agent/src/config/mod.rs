@@ -66,8 +66,10 @@ pub struct Config {
     pub disk_buffer: Option<DiskBufferConfig>,
 }
 
+/// Chosen so the sidecar fits a 64 MiB container hard limit at full W1 speed (measured
+/// peak RSS 33-57 MiB at 16 on every input; see README, Performance: sizing).
 fn default_memory_limit_mib() -> u64 {
-    64
+    16
 }
 fn default_log_level() -> LogLevel {
     LogLevel::Info
