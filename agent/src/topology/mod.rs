@@ -238,13 +238,17 @@ fn senders(
     )
 }
 
+/// The admin server runs on a thread of its own with a one-thread runtime: `/health` and
+/// `/ready` must answer however busy the data plane's workers are (a client flooding the
+/// forward input once kept a /health request waiting for its whole burst).
 async fn serve_admin(
     config: &Config,
     shared: &Shared,
     recorder: &Option<Recorder>,
     disk: Option<&(Status, Threads)>,
 ) -> anyhow::Result<(JoinHandle<std::io::Result<()>>, CancellationToken)> {
-    let listener = tokio::net::TcpListener::bind(&config.admin.address).await?;
+    let listener = std::net::TcpListener::bind(&config.admin.address)?;
+    listener.set_nonblocking(true)?;
     tracing::info!(address = %config.admin.address, "admin server listening");
     let router = admin::router(admin::AdminState {
         ready: shared.ready.clone(),
@@ -256,14 +260,28 @@ async fn serve_admin(
     });
     let stop = CancellationToken::new();
     let stopped = stop.clone();
-    let task = tokio::spawn(
-        async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stopped.cancelled().await })
-                .await
-        }
-        .instrument(tracing::info_span!("admin")),
-    );
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let span = tracing::info_span!("admin");
+    std::thread::Builder::new()
+        .name("agent-admin".into())
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|runtime| {
+                    runtime.block_on(
+                        async move {
+                            let listener = tokio::net::TcpListener::from_std(listener)?;
+                            axum::serve(listener, router)
+                                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                                .await
+                        }
+                        .instrument(span),
+                    )
+                });
+            let _ = done.send(served);
+        })?;
+    let task = tokio::spawn(async move { finished.await.unwrap_or(Ok(())) });
     Ok((task, stop))
 }
 
