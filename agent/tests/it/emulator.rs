@@ -4,19 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
-
-use crate::support::{Agent, Moto, Options};
-
-fn client(endpoint: &str) -> aws_sdk_cloudwatchlogs::Client {
-    let config = aws_sdk_cloudwatchlogs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .build();
-    aws_sdk_cloudwatchlogs::Client::from_conf(config)
-}
+use crate::support::{Agent, Moto, Options, logs_client as client};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_in_equal_events_read_back_in_order() {

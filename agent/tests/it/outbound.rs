@@ -7,23 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudwatchlogs::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_cloudwatchlogs::config::{
-    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
-};
+use aws_sdk_cloudwatchlogs::config::{ConfigBag, Credentials, Intercept, RuntimeComponents};
 use aws_sdk_cloudwatchlogs::error::BoxError;
 
 use crate::outbound_proxy::{Forwarded, OutboundProxy};
-use crate::support::{Agent, Moto, Options, eventually, free_port};
-
-fn logs_client(endpoint: &str, credentials: Credentials) -> aws_sdk_cloudwatchlogs::Client {
-    let config = aws_sdk_cloudwatchlogs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(credentials)
-        .build();
-    aws_sdk_cloudwatchlogs::Client::from_conf(config)
-}
+use crate::support::{Agent, Moto, Options, eventually, free_port, logs_client_as as logs_client};
 
 fn testing() -> Credentials {
     Credentials::new("testing", "testing", None, None, "test")

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::fake_cwl::FakeCwl;
-use crate::support::{Agent, Options, eventually};
+use crate::support::{Agent, Options, eventually, logs_client};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn filters_drop_keep_and_sample_and_count_what_they_drop() {
@@ -65,17 +65,6 @@ rate = 0.25
     assert_eq!(count("api "), 10);
     assert_eq!(count("error "), 10);
     assert_eq!(count("a plain line"), 1, "not JSON: no field to match");
-}
-
-fn logs_client(endpoint: &str) -> aws_sdk_cloudwatchlogs::Client {
-    use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
-    let config = aws_sdk_cloudwatchlogs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .build();
-    aws_sdk_cloudwatchlogs::Client::from_conf(config)
 }
 
 /// Every group under `/parity/`, with its retention and KMS key.

@@ -351,3 +351,25 @@ pub(crate) fn undelivered(logs: &str) -> Option<u64> {
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .find_map(|line| line["undelivered"].as_u64())
 }
+
+/// A CloudWatch Logs client of the emulator at `endpoint`, signed with `credentials`.
+pub(crate) fn logs_client_as(
+    endpoint: &str,
+    credentials: aws_sdk_cloudwatchlogs::config::Credentials,
+) -> aws_sdk_cloudwatchlogs::Client {
+    use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Region};
+    let config = aws_sdk_cloudwatchlogs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(credentials)
+        .build();
+    aws_sdk_cloudwatchlogs::Client::from_conf(config)
+}
+
+/// A CloudWatch Logs client of the emulator at `endpoint`, with the test credentials.
+pub(crate) fn logs_client(endpoint: &str) -> aws_sdk_cloudwatchlogs::Client {
+    let credentials =
+        aws_sdk_cloudwatchlogs::config::Credentials::new("testing", "testing", None, None, "test");
+    logs_client_as(endpoint, credentials)
+}
