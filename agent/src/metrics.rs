@@ -594,7 +594,7 @@ impl Metrics {
     }
 
     /// Events routed to a fallback name so far.
-    pub fn snapshot_rerouted(&self) -> u64 {
+    pub fn rerouted_events(&self) -> u64 {
         self.rerouted.get()
     }
 

@@ -20,11 +20,6 @@ impl FieldPath {
         let parts: Vec<Box<str>> = text.split('.').map(Box::from).collect();
         (!parts.iter().any(|p| p.is_empty())).then(|| Self(parts.into()))
     }
-
-    /// The path as written.
-    pub fn to_text(&self) -> String {
-        self.0.join(".")
-    }
 }
 
 /// The top-level object of one line, parsed once so that several paths can be read.

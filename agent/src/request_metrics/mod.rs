@@ -61,16 +61,17 @@ pub struct TimingKey {
     pub status_class: &'static str,
 }
 
+/// The index in [`STATUS_CLASSES`] of `status`'s class (`other` for anything not 1xx-5xx).
+fn status_class_index(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status / 100 - 1),
+        _ => STATUS_CLASSES.len() - 1,
+    }
+}
+
 /// The status class label of `status`.
 pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "other",
-    }
+    STATUS_CLASSES[status_class_index(status)]
 }
 
 /// What one key accumulated over a period.
@@ -179,10 +180,7 @@ impl Aggregator {
         }
         let route = self.route_id(timing.route, timing.count);
         let method = self.method_index(&timing.method);
-        let class = STATUS_CLASSES
-            .iter()
-            .position(|c| *c == status_class(timing.status))
-            .unwrap_or(STATUS_CLASSES.len() - 1);
+        let class = status_class_index(timing.status);
         let id = self.series_id(route, method, class);
         let state = &mut self.series[id];
         state

@@ -254,7 +254,7 @@ mod tests {
         assert_eq!(names(&again), ("/ecs/billing", "u1"), "known names stay");
         let late = router.route(&event(None, r#"{"service":"new","user":"new"}"#));
         assert_eq!(names(&late), ("/ecs/shared", "anon"), "new names fall back");
-        assert!(router.metrics.snapshot_rerouted() >= 97);
+        assert!(router.metrics.rerouted_events() >= 97);
     }
 
     #[test]
