@@ -161,17 +161,18 @@ impl CloudWatchLogsConfig {
         match Template::parse(&self.log_group, NameKind::Group) {
             Ok(group) => check(
                 self.log_group.len() <= 512
-                    && group.text_parts().all(|text| {
-                        text.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"_-/.#".contains(&b))
-                    }),
+                    && group
+                        .text_parts()
+                        .all(|text| text.chars().all(|c| NameKind::Group.allows(c))),
                 ".log_group: 1-512 characters of [A-Za-z0-9_-/.#] around its placeholders".into(),
             ),
             Err(error) => check(false, format!(".log_group: {error}")),
         }
         match Template::parse(&self.log_stream, NameKind::Stream) {
             Ok(stream) => check(
-                stream.text_parts().all(|t| !t.contains([':', '*'])),
+                stream
+                    .text_parts()
+                    .all(|text| text.chars().all(|c| NameKind::Stream.allows(c))),
                 ".log_stream: `:` and `*` are not allowed in stream names".into(),
             ),
             Err(error) => check(false, format!(".log_stream: {error}")),

@@ -27,6 +27,16 @@ pub enum NameKind {
     Stream,
 }
 
+impl NameKind {
+    /// Whether a name of this kind may hold `c` (validation and rendering share the rule).
+    pub fn allows(self, c: char) -> bool {
+        match self {
+            Self::Group => c.is_ascii_alphanumeric() || "_-/.#".contains(c),
+            Self::Stream => c != ':' && c != '*',
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Text(String),
@@ -134,13 +144,9 @@ impl Template {
     }
 
     fn clean(&self, name: String) -> String {
-        let allowed = |c: char| match self.kind {
-            NameKind::Group => c.is_ascii_alphanumeric() || "_-/.#".contains(c),
-            NameKind::Stream => c != ':' && c != '*',
-        };
         let mut name: String = name
             .chars()
-            .map(|c| if allowed(c) { c } else { '_' })
+            .map(|c| if self.kind.allows(c) { c } else { '_' })
             .collect();
         if name.is_empty() {
             name.push_str(UNKNOWN);
